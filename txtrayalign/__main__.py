@@ -1,0 +1,5 @@
+import sys
+
+from txtrayalign.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""The `txtrayalign` command line: one subcommand per pipeline stage.
+
+Each subcommand lives in its stage's module, which exposes a `configure(parser)` function and a
+`run(args) -> int` function (named below). Modules are imported only when their subcommand runs,
+so `txtrayalign --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, configure function, run function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "synth": (
+        "txtrayalign.synth.cli", "configure", "run",
+        "write the built-in synthetic dataset in the exact MIMIC-CXR(-JPG) layout",
+    ),
+    "index": (
+        "txtrayalign.index", "configure", "run",
+        "index a MIMIC-CXR / MIMIC-CXR-JPG root into images.parquet, studies.parquet, problems.parquet",
+    ),
+    "images": (
+        "txtrayalign.images.cli", "configure_shard", "run_shard",
+        "decode and resize one shard of images (DICOM, JPG, PNG) into an HDF5 file",
+    ),
+    "merge-images": (
+        "txtrayalign.images.cli", "configure_merge", "run_merge",
+        "merge image shards into one index (dicom_id -> shard, row) and one skipped table",
+    ),
+    "show-image": (
+        "txtrayalign.images.cli", "configure_show", "run_show",
+        "decode and preprocess one file exactly as the pipeline does and save it as PNG",
+    ),
+    "sections": (
+        "txtrayalign.text.cli", "configure", "run",
+        "extract report sections and sentences into sections.parquet and sentences.parquet",
+    ),
+    "label": (
+        "txtrayalign.chexpert.cli", "configure_label", "run_label",
+        "label reports and sentences with the 14 CheXpert observations (parquet)",
+    ),
+    "chexpert": (
+        "txtrayalign.chexpert.cli", "configure_chexpert", "run_chexpert",
+        "drop-in CheXpert labeller: --reports_path IN.csv --output_path OUT.csv",
+    ),
+    "split": (
+        "txtrayalign.splits", "configure", "run",
+        "draw a patient-level training subset (splits/<subset>.parquet)",
+    ),
+    "train": (
+        "txtrayalign.train.cli", "configure", "run",
+        "train image and text encoders contrastively (CLIP-style) for one experiment",
+    ),
+    "embed": (
+        "txtrayalign.evaluate.cli", "configure_embed", "run_embed",
+        "embed the query images and the sentence bank with a trained model (HDF5)",
+    ),
+    "evaluate": (
+        "txtrayalign.evaluate.cli", "configure_evaluate", "run_evaluate",
+        "retrieve report sentences for query images and compute metrics with baselines",
+    ),
+    "summarize": (
+        "txtrayalign.evaluate.cli", "configure_summary", "run_summary",
+        "gather every experiment's metrics into summary.csv and summary.md",
+    ),
+}
+
+
+def _load(name: str):
+    module_name, configure_name, run_name, _ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, configure_name), getattr(module, run_name)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="txtrayalign",
+        description="Align chest X-ray images with report text: the stages of the pipeline.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, _, _, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            configure, _ = _load(name)
+            configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    _, run = _load(args.command)
+    return int(run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
