@@ -1,0 +1,44 @@
+# TxtRayAlign: the pipeline's table of contents. Each stage's rules live in workflow/rules/.
+#   snakemake --cores 8 evaluate            the whole pipeline (the demo by default)
+#   snakemake --cores 8 index|images|text|labels|train   stop after a stage
+#   snakemake --profile profiles/slurm evaluate          on a SLURM cluster
+from snakemake.utils import min_version
+
+min_version("8.10")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/text.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule evaluate:
+    """Every experiment trained, embedded and evaluated, with the summary table across them."""
+    input:
+        summary_outputs(),
+    default_target: True
+
+
+rule train_all:
+    """Every experiment's trained model."""
+    input:
+        [model_dir(exp) / "best.pt" for exp in EXPERIMENTS],
+
+
+rule labels:
+    """Report and sentence labels (CheXpert 14)."""
+    input:
+        RESULTS / "labels" / "reports.parquet",
+        RESULTS / "labels" / "sentences.parquet",
+
+
+rule images_all:
+    """Every image shard and their merged index."""
+    input:
+        image_dir() / "index.parquet",

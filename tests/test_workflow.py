@@ -1,0 +1,82 @@
+"""The workflow itself: config validation, a dry run and the linter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.workflow
+
+
+def _snakemake(*args: str, cwd: Path = ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_default_config_is_valid_against_schema():
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    jsonschema.validate(config, schema)
+
+
+def test_dry_run_plans_every_stage(tmp_path):
+    res = _snakemake("-n", "evaluate", "--cores", "2", "--directory", str(tmp_path),
+                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config/config.yaml"))
+    assert res.returncode == 0, res.stderr
+    for rule in ("synth", "index", "images", "merge_images", "sections", "label", "split",
+                 "train", "embed", "evaluate_experiment", "summarize"):
+        assert f"rule {rule}:" in res.stdout + res.stderr, rule
+
+
+def test_lint_is_clean():
+    res = _snakemake("--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Congratulations" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("images={'sise': 128}", "sise"),
+        ("images={'size': 'big'}", "size"),
+        ("labels={'source': 'magic'}", "source"),
+    ],
+)
+def test_bad_config_key_is_a_clear_error_naming_the_key(tmp_path, override, named):
+    res = _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(tmp_path),
+                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config/config.yaml"),
+                     "--config", override)
+    assert res.returncode != 0
+    assert named in res.stdout + res.stderr
+
+
+def test_unknown_experiment_key_is_rejected(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["experiments"] = {"typo": {"train": {"learning_rate": 0.1}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(tmp_path),
+                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(path))
+    assert res.returncode != 0
+    assert "learning_rate" in res.stdout + res.stderr
+
+
+def test_subset_must_exist(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["experiments"] = {"x": {"subset": "nope"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(tmp_path),
+                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(path))
+    assert res.returncode != 0
+    assert "experiments.x.subset" in res.stdout + res.stderr

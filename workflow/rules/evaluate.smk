@@ -1,0 +1,124 @@
+# Embeddings, retrieval evaluation per experiment, and the summary across experiments.
+
+
+rule embed:
+    """Embed the query images and the sentence bank with the experiment's best model."""
+    conda:
+        "../../envs/train.yaml"
+    input:
+        model=RESULTS / "models" / "{exp}" / "best.pt",
+        images=image_dir() / "index.parquet",
+        sentences=RESULTS / "text" / "sentences.parquet",
+        sections=RESULTS / "text" / "sections.parquet",
+        split=lambda w: RESULTS / "splits" / f"{EXPERIMENTS[w.exp]['subset']}.parquet",
+    output:
+        queries=RESULTS / "embeddings" / "{exp}" / "queries.h5",
+        bank=RESULTS / "embeddings" / "{exp}" / "bank.h5",
+    params:
+        model_dir=lambda w: model_dir(w.exp),
+        query_split=lambda w: evaluation(w)["query_split"],
+        bank_splits=lambda w: ",".join(evaluation(w)["bank_splits"]),
+        dedupe=lambda w: "" if evaluation(w)["dedupe"] else "--no-dedupe",
+        dtype=lambda w: evaluation(w)["dtype"],
+        batch_size=lambda w: evaluation(w)["batch_size"],
+        device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        code=CODE["evaluate"],
+    threads: 2
+    resources:
+        gpu=lambda w: min(1, EXPERIMENTS[w.exp]["gpus"]),
+        mem_mb=8000,
+        runtime=60,
+    log:
+        log_path("embed", "{exp}"),
+    benchmark:
+        bench_path("embed", "{exp}")
+    shell:
+        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
+        " --split {input.split} --sentences {input.sentences} --sections {input.sections}"
+        " --query-split {params.query_split} --bank-splits {params.bank_splits} {params.dedupe}"
+        " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
+        " --out-queries {output.queries} --out-bank {output.bank} --log {log}"
+
+
+rule evaluate_experiment:
+    """Image-to-text retrieval metrics with bootstrap intervals and baselines, for one experiment."""
+    conda:
+        "../../envs/train.yaml"
+    input:
+        queries=RESULTS / "embeddings" / "{exp}" / "queries.h5",
+        bank=RESULTS / "embeddings" / "{exp}" / "bank.h5",
+        report_labels=RESULTS / "labels" / "reports.parquet",
+        sentence_labels=RESULTS / "labels" / "sentences.parquet",
+        sentences=RESULTS / "text" / "sentences.parquet",
+        images=image_dir() / "index.parquet",
+    output:
+        metrics=RESULTS / "eval" / "{exp}" / "metrics.json",
+        predictions=RESULTS / "eval" / "{exp}" / "predictions.parquet",
+        f1=report(
+            RESULTS / "eval" / "{exp}" / "f1_by_observation.png",
+            caption="../report/f1_by_observation.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        pr=report(
+            RESULTS / "eval" / "{exp}" / "precision_recall_vs_k.png",
+            caption="../report/precision_recall_vs_k.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        baselines=report(
+            RESULTS / "eval" / "{exp}" / "model_vs_baselines.png",
+            caption="../report/model_vs_baselines.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        gallery=report(
+            RESULTS / "eval" / "{exp}" / "gallery.html",
+            caption="../report/gallery.rst",
+            category="Examples",
+            subcategory="{exp}",
+        ),
+    params:
+        k=lambda w: " ".join(str(k) for k in evaluation(w)["k"]),
+        bootstrap=lambda w: evaluation(w)["bootstrap"],
+        seed=lambda w: evaluation(w)["seed"],
+        sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
+        gallery=lambda w: evaluation(w)["gallery"],
+        out_dir=lambda w: RESULTS / "eval" / w.exp,
+        code=CODE["evaluate"] + CODE["label"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    log:
+        log_path("evaluate", "{exp}"),
+    benchmark:
+        bench_path("evaluate", "{exp}")
+    shell:
+        "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
+        " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
+        " --sentences {input.sentences} --images-index {input.images} --k {params.k}"
+        " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
+        " --gallery {params.gallery} --out-dir {params.out_dir} --log {log}"
+
+
+rule summarize:
+    """The table across experiments (the earlier work's Table 5, with confidence intervals)."""
+    conda:
+        "../../envs/train.yaml"
+    input:
+        expand(RESULTS / "eval" / "{exp}" / "metrics.json", exp=EXPERIMENTS),
+    output:
+        csv=RESULTS / "eval" / "summary.csv",
+        md=report(RESULTS / "eval" / "summary.md", caption="../report/summary.rst", category="Summary"),
+    params:
+        k=config["summary"]["k"],
+        code=CODE["evaluate"],
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    log:
+        log_path("summarize"),
+    shell:
+        "txtrayalign summarize --metrics {input} --k {params.k} --out-csv {output.csv}"
+        " --out-md {output.md} --log {log}"

@@ -1,0 +1,64 @@
+# Images: one HDF5 shard per MIMIC group (p10 … p19, optionally split further), then one index.
+
+
+rule images:
+    """Decode and resize one shard's images (DICOM, JPG, PNG) into HDF5; unreadable files are listed."""
+    conda:
+        "../../envs/preprocess.yaml"
+    input:
+        RESULTS / "index" / "images.parquet",
+    output:
+        h5=RESULTS / "images" / "{size}" / "{shard}.h5",
+        skipped=RESULTS / "images" / "{size}" / "{shard}.skipped.parquet",
+    wildcard_constraints:
+        size=r"\d+",
+        shard=r"p1\d(-\d+of\d+)?",
+    params:
+        root=DATA_ROOT,
+        group=lambda w: w.shard.split("-")[0],
+        part=lambda w: w.shard.split("-")[1].split("of")[0] if "-" in w.shard else 1,
+        parts=lambda w: w.shard.split("of")[1] if "-" in w.shard else 1,
+        resize_mode=config["images"].get("resize_mode", "center_crop"),
+        window=config["images"].get("window", "bitdepth"),
+        compression=config["images"].get("compression", "none"),
+        max_skipped=config["images"].get("max_skipped_share", 0.01),
+        code=CODE["images"],
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        log_path("images", "{size}", "{shard}"),
+    benchmark:
+        bench_path("images", "{size}", "{shard}")
+    shell:
+        "txtrayalign images --index {input} --root {params.root} --shard {params.group}"
+        " --part {params.part} --parts {params.parts} --size {wildcards.size}"
+        " --resize-mode {params.resize_mode} --window {params.window}"
+        " --compression {params.compression} --workers {threads}"
+        " --max-skipped-share {params.max_skipped} --out {output.h5} --skipped {output.skipped}"
+        " --log {log}"
+
+
+rule merge_images:
+    """One view of every shard (dicom_id -> shard, row) without copying pixels."""
+    conda:
+        "../../envs/preprocess.yaml"
+    input:
+        h5=expand(RESULTS / "images" / "{{size}}" / "{shard}.h5", shard=SHARDS),
+        skipped=expand(RESULTS / "images" / "{{size}}" / "{shard}.skipped.parquet", shard=SHARDS),
+    output:
+        index=RESULTS / "images" / "{size}" / "index.parquet",
+        skipped=RESULTS / "images" / "{size}" / "skipped.parquet",
+    wildcard_constraints:
+        size=r"\d+",
+    params:
+        code=CODE["images"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        log_path("merge_images", "{size}"),
+    shell:
+        "txtrayalign merge-images --shards {input.h5} --skipped {input.skipped}"
+        " --out-index {output.index} --out-skipped {output.skipped} --log {log}"

@@ -1,0 +1,59 @@
+# Reports: sections and sentences, then CheXpert labels for reports and sentences.
+
+
+rule sections:
+    """Report sections, the text to label, the training text and its sentences."""
+    conda:
+        "../../envs/text.yaml"
+    input:
+        RESULTS / "index" / "studies.parquet",
+    output:
+        sections=RESULTS / "text" / "sections.parquet",
+        sentences=RESULTS / "text" / "sentences.parquet",
+        problems=RESULTS / "text" / "problems.parquet",
+    params:
+        root=DATA_ROOT,
+        train_section=config["text"].get("train_section", "impression"),
+        code=CODE["text"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        log_path("sections"),
+    benchmark:
+        bench_path("sections")
+    shell:
+        "txtrayalign sections --studies {input} --root {params.root}"
+        " --train-section {params.train_section} --out-sections {output.sections}"
+        " --out-sentences {output.sentences} --out-problems {output.problems} --log {log}"
+
+
+rule label:
+    """CheXpert labels (1 / 0 / -1 / blank) for every report and every sentence."""
+    conda:
+        "../../envs/text.yaml"
+    input:
+        sections=RESULTS / "text" / "sections.parquet",
+        sentences=RESULTS / "text" / "sentences.parquet",
+    output:
+        reports=RESULTS / "labels" / "reports.parquet",
+        sentences=RESULTS / "labels" / "sentences.parquet",
+    params:
+        official=(
+            f"--official {DATA_ROOT / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
+            if config["labels"].get("source", "labeller") == "official"
+            else ""
+        ),
+        code=CODE["label"],
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        log_path("label"),
+    benchmark:
+        bench_path("label")
+    shell:
+        "txtrayalign label --sections {input.sections} --sentences {input.sentences}"
+        " {params.official} --workers {threads} --out-reports {output.reports}"
+        " --out-sentences {output.sentences} --log {log}"

@@ -1,0 +1,42 @@
+# Contrastive training, one job per experiment. A rerun of a failed job resumes from last.pt.
+
+
+rule train:
+    """Train one experiment's image and text encoders (CLIP-style InfoNCE)."""
+    conda:
+        "../../envs/train.yaml"
+    input:
+        images=image_dir() / "index.parquet",
+        sentences=RESULTS / "text" / "sentences.parquet",
+        sections=RESULTS / "text" / "sections.parquet",
+        split=lambda w: RESULTS / "splits" / f"{EXPERIMENTS[w.exp]['subset']}.parquet",
+    output:
+        best=RESULTS / "models" / "{exp}" / "best.pt",
+        history=RESULTS / "models" / "{exp}" / "history.csv",
+        curves=report(
+            RESULTS / "models" / "{exp}" / "curves.png",
+            caption="../report/curves.rst",
+            category="Training",
+            subcategory="{exp}",
+        ),
+    params:
+        launcher=train_launcher,
+        experiment=experiment_json,
+        out_dir=lambda w: model_dir(w.exp),
+        device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        code=CODE["train"],
+    threads: lambda w: max(1, EXPERIMENTS[w.exp]["gpus"]) * EXPERIMENTS[w.exp]["cpus_per_gpu"]
+    resources:
+        gpu=lambda w: EXPERIMENTS[w.exp]["gpus"],
+        gpu_model=lambda w: EXPERIMENTS[w.exp]["gpu_model"] or "",
+        cpus_per_gpu=lambda w: EXPERIMENTS[w.exp]["cpus_per_gpu"] if EXPERIMENTS[w.exp]["gpus"] else 0,
+        mem_mb=lambda w: EXPERIMENTS[w.exp]["mem_mb"],
+        runtime=lambda w: EXPERIMENTS[w.exp]["runtime"],
+    log:
+        log_path("train", "{exp}"),
+    benchmark:
+        bench_path("train", "{exp}")
+    shell:
+        "{params.launcher} train --experiment-json {params.experiment:q}"
+        " --images-index {input.images} --sentences {input.sentences} --sections {input.sections}"
+        " --split {input.split} --out-dir {params.out_dir} --device {params.device} --log {log}"
