@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("8.10")
 
 
-configfile: "config/config.yaml"
+# The demo's defaults, unless the user names config files of their own (`--configfile`), which then
+# replace them whole (experiments included) rather than merge into them.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

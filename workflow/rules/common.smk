@@ -3,12 +3,24 @@ import copy
 import json
 from pathlib import Path
 
+import yaml
+
 from snakemake.utils import validate
 
 from txtrayalign.constants import GROUPS
 from txtrayalign.utils import code_fingerprint
 
 
+def _retype_command_line(overrides, cfg):
+    """Give `--config` values their YAML types: Snakemake passes nested ones on as strings."""
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            _retype_command_line(value, cfg[key])
+        elif isinstance(value, str) and isinstance(cfg.get(key), str) and value.strip():
+            cfg[key] = yaml.safe_load(value)
+
+
+_retype_command_line(workflow.config_settings.config, config)
 validate(config, schema="../schemas/config.schema.yaml")
 
 
