@@ -1,0 +1,86 @@
+"""Percentile bootstrap confidence intervals over queries, vectorised.
+
+Every metric here is a function of *sums over queries* of per-query arrays (a mean is a sum of values
+divided by a sum of validity indicators; micro scores are ratios of summed counts; macro scores are
+averages of per-observation ratios of summed counts). A bootstrap resample draws N query indices with
+replacement: with the (B, N) resample matrix `idx` drawn from a seeded `numpy.random.Generator`,
+resample b's sum of a per-query array x is `x[idx[b]].sum()`, which equals `counts[b] @ x` where
+`counts[b, i]` is how often query i was drawn. We compute all sums at once as one matrix product
+`counts @ X` (X: every per-query column side by side), which is exactly the indexing result without
+materialising a (B, N, columns) array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+SumsFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) float64 matrix: how often each query is drawn in each resample.
+
+    Built from the (n_boot, n) index matrix `Generator(PCG64(seed)).integers(0, n, (n_boot, n))`.
+    """
+    if n < 1:
+        raise ValueError("cannot bootstrap an empty set of queries")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    flat = (idx + (np.arange(n_boot, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def weighted_sums(per_query: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Sum every per-query array (N,) or (N, C) with each row of `weights` (B, N): returns (B,) or (B, C)."""
+    names = list(per_query)
+    if not names:
+        return {}
+    n = weights.shape[1]
+    cols = [np.asarray(per_query[name], dtype=np.float64).reshape(n, -1) for name in names]
+    widths = [c.shape[1] for c in cols]
+    sums = weights @ np.concatenate(cols, axis=1)
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for name, width in zip(names, widths, strict=True):
+        part = sums[:, start : start + width]
+        out[name] = part if np.ndim(per_query[name]) > 1 else part[:, 0]
+        start += width
+    return out
+
+
+def point_and_interval(
+    per_query: dict[str, np.ndarray],
+    statistic: SumsFn,
+    counts: np.ndarray | None,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, float | None]]:
+    """Every statistic's value on all queries and its percentile interval over the resamples.
+
+    Args:
+        per_query: named per-query arrays, (N,) or (N, C); NaN entries are not allowed here (callers
+            pass value and validity separately; see `metrics`).
+        statistic: maps sums (leading axis = resamples) to named metric arrays (leading axis kept).
+        counts: the resample matrix from `resample_counts`, or None for no interval.
+        alpha: 0.05 gives 95% intervals (2.5th and 97.5th percentiles).
+
+    Returns:
+        {metric: {"value": v, "ci_low": lo, "ci_high": hi}}; a metric undefined on the full data is
+        None, and resamples where it is undefined (NaN) are left out of its percentiles.
+    """
+    n = next(iter(per_query.values())).shape[0]
+    full = statistic(weighted_sums(per_query, np.ones((1, n))))
+    boot = statistic(weighted_sums(per_query, counts)) if counts is not None else None
+    out: dict[str, dict[str, float | None]] = {}
+    for name, values in full.items():
+        v = float(values[0])
+        entry: dict[str, float | None] = {"value": None if np.isnan(v) else v, "ci_low": None, "ci_high": None}
+        if boot is not None:
+            b = boot[name]
+            b = b[~np.isnan(b)]
+            if b.size:
+                lo, hi = np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+                entry["ci_low"], entry["ci_high"] = float(lo), float(hi)
+        out[name] = entry
+    return out

@@ -1,0 +1,294 @@
+"""Embed the query images, the sentence bank and the query reports with a trained model (HDF5).
+
+Files (see docs/design.md):
+- queries.h5: `embeddings` (N, D) for every image of the query split found in the image index,
+  `dicom_id`, `study_id`, `view` (when the split table has one, else ""), and `report_embeddings`
+  (R, D) with `report_study_id` (R,): each query study's own report (`train_text` of sections.parquet),
+  for exact-pair retrieval. Studies without report text are left out of the report set (logged).
+- bank.h5: `embeddings` (M, D), `sentence_id` (M,), `text_count` (M,): how many sentences of the bank
+  splits' reports have that exact text (1 for every row with `--no-dedupe`), used by the
+  most-frequent-sentences baseline.
+Both carry attrs `model_dir`, `experiment`, `dtype`. Written atomically; no pickles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from txtrayalign.utils import atomic_path, progress
+
+from . import EvaluationInputError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str], path: str | Path) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise EvaluationInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+
+
+def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Read a parquet file and check that `columns` exist (clear error naming the file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise EvaluationInputError(f"input file not found: {p}")
+    df = pd.read_parquet(p)
+    _require_columns(df, columns, p)
+    return df
+
+
+class _IndexedShards:
+    """Minimal reader of images/<size>/index.parquet + shards, used when txtrayalign.images is absent."""
+
+    def __init__(self, index_parquet: str | Path) -> None:
+        self.root = Path(index_parquet).parent
+        index = read_table(index_parquet, ["dicom_id", "shard", "row"])
+        self.where = {d: (s, int(r)) for d, s, r in zip(index["dicom_id"], index["shard"], index["row"], strict=True)}
+        self._files: dict[str, h5py.File] = {}
+
+    def get(self, dicom_id: str) -> np.ndarray:
+        shard, row = self.where[dicom_id]
+        if shard not in self._files:
+            self._files[shard] = h5py.File(self.root / shard, "r")
+        return self._files[shard]["images"][row]
+
+
+def open_image_reader(index_parquet: str | Path):
+    """`txtrayalign.images.shards.ShardReader` when available, else a minimal private reader."""
+    try:
+        from txtrayalign.images.shards import ShardReader
+    except ImportError:
+        log.info("txtrayalign.images.shards not available: using the built-in shard reader")
+        return _IndexedShards(index_parquet)
+    return ShardReader(index_parquet)
+
+
+@dataclass
+class EmbedInputs:
+    queries: pd.DataFrame  # dicom_id, study_id, view
+    bank: pd.DataFrame  # sentence_id, sentence, text_count
+    reports: pd.DataFrame  # study_id, text
+
+
+def select_inputs(
+    split: pd.DataFrame,
+    images_index: pd.DataFrame,
+    sentences: pd.DataFrame,
+    sections: pd.DataFrame,
+    query_split: str,
+    bank_splits: Sequence[str],
+    dedupe: bool = True,
+    max_queries: int | None = None,
+    paths: dict[str, str] | None = None,
+) -> EmbedInputs:
+    """Choose the query images, the sentence bank and the query reports.
+
+    - queries: every image of `query_split` in the split table that the image index holds (missing
+      ones are logged), ordered by (study_id, dicom_id); the first `max_queries` when given.
+    - bank: sentences of studies whose split (sentences' own `split` column when present, else the
+      split table's) is in `bank_splits`; with `dedupe`, one row per exact text keeping the lowest
+      sentence_id, with the number of sentences sharing that text.
+    - reports: `train_text` of each query study (empty or missing text: left out).
+    """
+    paths = paths or {}
+    q = split.loc[split["split"] == query_split].copy()
+    in_index = q["dicom_id"].isin(set(images_index["dicom_id"]))
+    if (~in_index).any():
+        log.warning(
+            "%d of %d %s images are not in %s (not decoded?): left out",
+            int((~in_index).sum()), len(q), query_split, paths.get("images_index", "the image index"),
+        )
+    q = q.loc[in_index]
+    if "view" not in q.columns:
+        q["view"] = ""
+    q = q.sort_values(["study_id", "dicom_id"], kind="stable")
+    if max_queries is not None:
+        q = q.head(max_queries)
+    queries = q[["dicom_id", "study_id", "view"]].reset_index(drop=True)
+    if queries.empty:
+        raise EvaluationInputError(
+            f"no query images: split {query_split!r} of {paths.get('split', 'the split table')} has no image "
+            f"found in {paths.get('images_index', 'the image index')}"
+        )
+
+    if "split" in sentences.columns:
+        in_bank = sentences["split"].isin(list(bank_splits))
+        source = paths.get("sentences", "sentences")
+    else:
+        studies = set(split.loc[split["split"].isin(list(bank_splits)), "study_id"])
+        in_bank = sentences["study_id"].isin(studies)
+        source = paths.get("split", "split table")
+    bank = sentences.loc[in_bank, ["sentence_id", "sentence"]].sort_values("sentence_id", kind="stable")
+    bank = bank.loc[bank["sentence"].astype(str).str.strip() != ""]
+    log.info("sentence bank: %d sentences of splits %s (split from %s)", len(bank), list(bank_splits), source)
+    if dedupe:
+        counts = bank.groupby("sentence", sort=False)["sentence_id"].transform("size")
+        bank = bank.assign(text_count=counts.to_numpy()).drop_duplicates("sentence", keep="first")
+        log.info("deduplicated by exact text: %d distinct sentences", len(bank))
+    else:
+        bank = bank.assign(text_count=1)
+    bank = bank.reset_index(drop=True)
+    if bank.empty:
+        raise EvaluationInputError(
+            f"empty sentence bank: no sentence of splits {list(bank_splits)} in {paths.get('sentences', 'sentences')}"
+        )
+
+    study_text = sections.drop_duplicates("study_id").set_index("study_id")["train_text"]
+    report_ids = pd.unique(queries["study_id"])
+    texts = study_text.reindex(report_ids)
+    has_text = texts.notna() & (texts.astype(str).str.strip() != "")
+    if (~has_text).any():
+        log.warning("%d query studies have no report text in %s: left out of exact-pair retrieval",
+                    int((~has_text).sum()), paths.get("sections", "sections"))
+    reports = pd.DataFrame({"study_id": report_ids[has_text.to_numpy()], "text": texts[has_text].astype(str).to_numpy()})
+    return EmbedInputs(queries=queries, bank=bank, reports=reports)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def encode_in_batches(
+    items: Sequence,
+    encode: Callable[[Sequence], torch.Tensor],
+    batch_size: int,
+    desc: str,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Run `encode` over `items` in batches (no_grad) and stack the results as a numpy array of `dtype`."""
+    parts: list[np.ndarray] = []
+    starts = range(0, len(items), batch_size)
+    for s in progress(starts, desc=desc, total=len(starts), unit="batch"):
+        with torch.no_grad():
+            out = encode(items[s : s + batch_size])
+        parts.append(out.detach().float().cpu().numpy().astype(dtype))
+    return np.concatenate(parts, axis=0)
+
+
+def embed_all(
+    model,
+    inputs: EmbedInputs,
+    image_reader,
+    device: torch.device,
+    batch_size: int = 256,
+    dtype: str = "float16",
+) -> dict[str, np.ndarray]:
+    """Encode query images, bank sentences and query reports."""
+    np_dtype = DTYPES[dtype]
+
+    def images(ids: Sequence[str]) -> torch.Tensor:
+        x = torch.from_numpy(np.stack([np.asarray(image_reader.get(d), dtype=np.uint8) for d in ids]))
+        with _autocast(device):
+            return model.encode_images(x.to(device))
+
+    def texts(batch: Sequence[str]) -> torch.Tensor:
+        with _autocast(device):
+            return model.encode_texts(list(batch))
+
+    q_ids = inputs.queries["dicom_id"].tolist()
+    out = {
+        "queries": encode_in_batches(q_ids, images, batch_size, "embed images", np_dtype),
+        "bank": encode_in_batches(inputs.bank["sentence"].astype(str).tolist(), texts, batch_size, "embed sentences", np_dtype),
+    }
+    if len(inputs.reports):
+        out["reports"] = encode_in_batches(inputs.reports["text"].tolist(), texts, batch_size, "embed reports", np_dtype)
+    else:
+        out["reports"] = np.zeros((0, out["queries"].shape[1]), dtype=np_dtype)
+    return out
+
+
+def _strings(values) -> np.ndarray:
+    return np.asarray([str(v) for v in values], dtype=object)
+
+
+def write_queries(path: str | Path, inputs: EmbedInputs, emb: dict[str, np.ndarray], attrs: dict) -> None:
+    with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
+        str_dt = h5py.string_dtype()
+        f.create_dataset("embeddings", data=emb["queries"])
+        f.create_dataset("dicom_id", data=_strings(inputs.queries["dicom_id"]), dtype=str_dt)
+        f.create_dataset("study_id", data=inputs.queries["study_id"].to_numpy(np.int64))
+        f.create_dataset("view", data=_strings(inputs.queries["view"].fillna("")), dtype=str_dt)
+        f.create_dataset("report_embeddings", data=emb["reports"])
+        f.create_dataset("report_study_id", data=inputs.reports["study_id"].to_numpy(np.int64))
+        f.attrs.update(attrs)
+
+
+def write_bank(path: str | Path, inputs: EmbedInputs, emb: dict[str, np.ndarray], attrs: dict) -> None:
+    with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("embeddings", data=emb["bank"])
+        f.create_dataset("sentence_id", data=inputs.bank["sentence_id"].to_numpy(np.int64))
+        f.create_dataset("text_count", data=inputs.bank["text_count"].to_numpy(np.int64))
+        f.attrs.update(attrs)
+
+
+@dataclass
+class QuerySet:
+    embeddings: np.ndarray
+    dicom_id: np.ndarray
+    study_id: np.ndarray
+    view: np.ndarray
+    report_embeddings: np.ndarray
+    report_study_id: np.ndarray
+    attrs: dict
+
+
+@dataclass
+class Bank:
+    embeddings: np.ndarray
+    sentence_id: np.ndarray
+    text_count: np.ndarray | None
+    attrs: dict
+
+
+def _need(f: h5py.File, name: str, path: str | Path) -> np.ndarray:
+    if name not in f:
+        raise EvaluationInputError(f"{path}: dataset {name!r} missing; found {sorted(f.keys())}")
+    return f[name][()]
+
+
+def _decode(a: np.ndarray) -> np.ndarray:
+    return np.asarray([x.decode() if isinstance(x, bytes) else str(x) for x in a], dtype=object)
+
+
+def _open(path: str | Path) -> h5py.File:
+    if not Path(path).is_file():
+        raise EvaluationInputError(f"embeddings file not found: {path}")
+    return h5py.File(path, "r")
+
+
+def read_queries(path: str | Path) -> QuerySet:
+    with _open(path) as f:
+        emb = _need(f, "embeddings", path)
+        n = emb.shape[0]
+        return QuerySet(
+            embeddings=emb,
+            dicom_id=_decode(_need(f, "dicom_id", path)),
+            study_id=_need(f, "study_id", path).astype(np.int64),
+            view=_decode(f["view"][()]) if "view" in f else np.full(n, "", dtype=object),
+            report_embeddings=f["report_embeddings"][()] if "report_embeddings" in f else np.zeros((0, emb.shape[1])),
+            report_study_id=f["report_study_id"][()].astype(np.int64) if "report_study_id" in f else np.zeros(0, np.int64),
+            attrs=dict(f.attrs),
+        )
+
+
+def read_bank(path: str | Path) -> Bank:
+    with _open(path) as f:
+        return Bank(
+            embeddings=_need(f, "embeddings", path),
+            sentence_id=_need(f, "sentence_id", path).astype(np.int64),
+            text_count=f["text_count"][()].astype(np.int64) if "text_count" in f else None,
+            attrs=dict(f.attrs),
+        )

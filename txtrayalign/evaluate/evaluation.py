@@ -1,0 +1,334 @@
+"""Evaluate one experiment: load and check inputs, retrieve, score the model and the baselines.
+
+`load_inputs` reads the embeddings and tables and raises `EvaluationInputError` (naming the files)
+when they do not fit together; `evaluate` computes everything in memory and `write_outputs` writes
+metrics.json and predictions.parquet atomically. Output depends only on the inputs and the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from txtrayalign.constants import OBSERVATIONS
+from txtrayalign.utils import atomic_path, write_parquet_atomic
+
+from . import EvaluationInputError
+from .baselines import most_frequent, oracle_retrieval, random_ranks, random_retrieval
+from .bootstrap import resample_counts
+from .embed import read_bank, read_queries, read_table
+from .metrics import (
+    exact_pair_metrics,
+    f1_by_observation,
+    hit_matrix,
+    hit_metrics,
+    report_generation_metrics,
+)
+from .retrieval import rank_of_targets, topk_similarity
+
+log = logging.getLogger(__name__)
+
+METHODS = ("model", "random", "most_frequent", "oracle")
+Labeller = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class EvalInputs:
+    """Everything aligned by row: query i has labels query_labels[i]; bank row j has bank_labels[j]."""
+
+    dicom_id: np.ndarray
+    study_id: np.ndarray
+    view: np.ndarray
+    query_embeddings: np.ndarray
+    query_labels: np.ndarray
+    report_embeddings: np.ndarray
+    report_study_id: np.ndarray
+    bank_embeddings: np.ndarray
+    sentence_id: np.ndarray
+    bank_labels: np.ndarray
+    bank_text: np.ndarray
+    text_count: np.ndarray
+    paths: dict[str, str] = field(default_factory=dict)
+    experiment: str = ""
+
+
+def _labels_by_id(df: pd.DataFrame, key: str, ids: np.ndarray, path: str, what: str, ids_path: str) -> np.ndarray:
+    table = df.drop_duplicates(key).set_index(key)
+    missing = pd.Index(ids).difference(table.index)
+    if len(missing):
+        raise EvaluationInputError(
+            f"{len(missing)} {what} of {ids_path} are absent from {path} (first: {list(missing[:5])}): "
+            "embeddings and labels come from different runs?"
+        )
+    return table.loc[ids, OBSERVATIONS].to_numpy(np.float32)
+
+
+def load_inputs(
+    queries_path: str | Path,
+    bank_path: str | Path,
+    report_labels_path: str | Path,
+    sentence_labels_path: str | Path,
+    sentences_path: str | Path,
+    max_k: int,
+    sample: int | None = None,
+    seed: int = 0,
+    experiment: str | None = None,
+) -> EvalInputs:
+    """Read and cross-check the evaluation inputs; `sample` keeps that many queries (seeded)."""
+    qs = read_queries(queries_path)
+    bank = read_bank(bank_path)
+    if qs.embeddings.shape[0] == 0:
+        raise EvaluationInputError(f"empty query set: {queries_path} holds no query embeddings")
+    if bank.embeddings.shape[0] == 0:
+        raise EvaluationInputError(f"empty sentence bank: {bank_path} holds no sentence embeddings")
+    if qs.embeddings.shape[1] != bank.embeddings.shape[1]:
+        raise EvaluationInputError(
+            f"embedding widths differ: {queries_path} has {qs.embeddings.shape[1]}, {bank_path} has {bank.embeddings.shape[1]}"
+        )
+    m = bank.embeddings.shape[0]
+    if max_k > m:
+        raise EvaluationInputError(f"k={max_k} is larger than the sentence bank of {bank_path} ({m} sentences)")
+    if len(np.unique(bank.sentence_id)) != m:
+        raise EvaluationInputError(f"{bank_path}: sentence_id values are not unique")
+
+    rows = np.arange(qs.embeddings.shape[0])
+    if sample is not None and sample < rows.size:
+        rows = np.sort(np.random.default_rng(seed).choice(rows.size, size=sample, replace=False))
+        log.info("sampled %d of %d queries (seed %d)", rows.size, qs.embeddings.shape[0], seed)
+
+    report_labels = read_table(report_labels_path, ["study_id", *OBSERVATIONS])
+    sentence_labels = read_table(sentence_labels_path, ["sentence_id", *OBSERVATIONS])
+    sentences = read_table(sentences_path, ["sentence_id", "sentence"])
+    study_id = qs.study_id[rows]
+    q_labels = _labels_by_id(report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path))
+    b_labels = _labels_by_id(
+        sentence_labels, "sentence_id", bank.sentence_id, str(sentence_labels_path), "bank sentence ids", str(bank_path)
+    )
+    text_table = sentences.drop_duplicates("sentence_id").set_index("sentence_id")["sentence"]
+    missing = pd.Index(bank.sentence_id).difference(text_table.index)
+    if len(missing):
+        raise EvaluationInputError(
+            f"{len(missing)} bank sentence ids of {bank_path} are absent from {sentences_path} (first: {list(missing[:5])})"
+        )
+    bank_text = text_table.loc[bank.sentence_id].astype(str).to_numpy(dtype=object)
+    if bank.text_count is not None:
+        text_count = bank.text_count
+    else:
+        text_count = pd.Series(bank_text).map(pd.Series(bank_text).value_counts()).to_numpy(np.int64)
+    name = experiment or str(qs.attrs.get("experiment") or Path(queries_path).parent.name)
+    return EvalInputs(
+        dicom_id=qs.dicom_id[rows],
+        study_id=study_id,
+        view=qs.view[rows],
+        query_embeddings=qs.embeddings[rows],
+        query_labels=q_labels,
+        report_embeddings=qs.report_embeddings,
+        report_study_id=qs.report_study_id,
+        bank_embeddings=bank.embeddings,
+        sentence_id=bank.sentence_id,
+        bank_labels=b_labels,
+        bank_text=bank_text,
+        text_count=text_count,
+        paths={
+            "queries": str(queries_path),
+            "bank": str(bank_path),
+            "report_labels": str(report_labels_path),
+            "sentence_labels": str(sentence_labels_path),
+            "sentences": str(sentences_path),
+        },
+        experiment=name,
+    )
+
+
+def aggregate_sentence_labels(retrieved_labels: np.ndarray) -> np.ndarray:
+    """Label a concatenation of sentences from the sentences' own labels (no text pass).
+
+    Per observation: 1 if any sentence is 1, else -1 if any is -1, else 0 if any is 0, else NaN
+    (the CheXpert labeller's mention aggregation); "No Finding" is dropped (NaN) when any other
+    observation except Support Devices is 1 or -1. An approximation of labelling the joined text.
+    """
+    r = np.asarray(retrieved_labels, dtype=np.float32)
+    out = np.full((r.shape[0], r.shape[2]), np.nan, dtype=np.float32)
+    for value in (0.0, -1.0, 1.0):  # later assignments take precedence
+        out[(r == value).any(axis=1)] = value
+    nf, sd = OBSERVATIONS.index("No Finding"), OBSERVATIONS.index("Support Devices")
+    others = [i for i in range(len(OBSERVATIONS)) if i not in (nf, sd)]
+    finding = np.isin(out[:, others], (1.0, -1.0)).any(axis=1)
+    out[finding, nf] = np.nan
+    return out
+
+
+def default_labeller() -> Labeller:
+    """The project's CheXpert labeller (`txtrayalign.chexpert.label_texts` or `label_reports`)."""
+    import txtrayalign.chexpert as chexpert
+
+    fn = getattr(chexpert, "label_texts", None) or getattr(chexpert, "label_reports", None)
+    if fn is None:
+        raise EvaluationInputError("txtrayalign.chexpert has neither label_texts nor label_reports")
+    return fn
+
+
+def label_unique(texts: Sequence[str], labeller: Labeller) -> dict[str, np.ndarray]:
+    """Label each distinct text once; returns text -> (14,) labels."""
+    unique = sorted(set(texts))
+    if not unique:
+        return {}
+    labels = np.asarray(labeller(list(unique)), dtype=np.float32)
+    if labels.shape != (len(unique), len(OBSERVATIONS)):
+        raise EvaluationInputError(f"labeller returned shape {labels.shape}, expected ({len(unique)}, 14)")
+    return dict(zip(unique, labels, strict=True))
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    retrieved: dict[str, np.ndarray]  # method -> (N, max_k) bank indices
+    scores: np.ndarray  # model scores (N, max_k)
+    inputs: EvalInputs
+
+
+def _joined(texts: np.ndarray, index: np.ndarray, k: int) -> list[str]:
+    return [" ".join(row) for row in texts[index[:, :k]]]
+
+
+def evaluate(
+    inputs: EvalInputs,
+    ks: Sequence[int],
+    n_boot: int = 1000,
+    seed: int = 0,
+    labeller: Labeller | None = None,
+    query_chunk: int = 1024,
+    key_chunk: int = 16384,
+) -> EvalResult:
+    """Retrieve with the model and the baselines and compute every metric with bootstrap intervals.
+
+    `labeller` labels the concatenated retrieved sentences for the report-generation metrics; None
+    uses `aggregate_sentence_labels` (recorded in metrics.json as the report labeller).
+    """
+    ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1:
+        raise EvaluationInputError(f"k values must be positive, got {ks}")
+    max_k = ks[-1]
+    n, m = inputs.query_embeddings.shape[0], inputs.bank_embeddings.shape[0]
+    if n == 0:
+        raise EvaluationInputError(f"empty query set after sampling: {inputs.paths.get('queries')}")
+    if max_k > m:
+        raise EvaluationInputError(f"k={max_k} is larger than the sentence bank of {inputs.paths.get('bank')} ({m})")
+    log.info("%s: %d queries, bank of %d sentences, k=%s", inputs.experiment, n, m, ks)
+
+    scores, model_idx = topk_similarity(
+        inputs.query_embeddings, inputs.bank_embeddings, max_k, query_chunk, key_chunk, show_progress=True
+    )
+    retrieved = {
+        "model": model_idx,
+        "random": random_retrieval(n, m, max_k, seed),
+        "most_frequent": np.broadcast_to(most_frequent(inputs.text_count, max_k), (n, max_k)).copy(),
+        "oracle": oracle_retrieval(inputs.query_labels, inputs.bank_labels, max_k, query_chunk, key_chunk)[0],
+    }
+    counts = resample_counts(n, n_boot, seed) if n_boot > 0 else None
+
+    text_labels: dict[str, np.ndarray] = {}
+    if labeller is not None:
+        texts = [t for idx in retrieved.values() for k in ks for t in _joined(inputs.bank_text, idx, k)]
+        log.info("labelling %d distinct retrieved-sentence reports", len(set(texts)))
+        text_labels = label_unique(texts, labeller)
+
+    methods: dict[str, dict] = {}
+    per_obs: dict[str, dict[str, dict[str, float]]] = {}
+    for method, idx in retrieved.items():
+        by_k: dict[str, dict] = {}
+        per_obs[method] = {}
+        for k in ks:
+            r_labels = inputs.bank_labels[idx[:, :k]]
+            if labeller is None:
+                predicted = aggregate_sentence_labels(r_labels)
+            else:
+                predicted = np.stack([text_labels[t] for t in _joined(inputs.bank_text, idx, k)])
+            entry = hit_metrics(inputs.query_labels, r_labels, counts)
+            entry.update(report_generation_metrics(inputs.query_labels, predicted, counts))
+            by_k[str(k)] = entry
+            per_obs[method][str(k)] = f1_by_observation(inputs.query_labels, predicted)
+        methods[method] = {"k": by_k}
+
+    ranks = own_report_ranks(inputs)
+    n_reports = inputs.report_embeddings.shape[0]
+    if n_reports and not np.isnan(ranks).all():
+        methods["model"]["exact_pair"] = exact_pair_metrics(ranks, counts)
+        rand = random_ranks(n, n_reports, seed)
+        rand[np.isnan(ranks)] = np.nan
+        methods["random"]["exact_pair"] = exact_pair_metrics(rand, counts)
+    else:
+        log.warning("no query report embeddings in %s: exact-pair retrieval skipped", inputs.paths.get("queries"))
+
+    metrics = {
+        "experiment": inputs.experiment,
+        "n_queries": int(n),
+        "n_query_studies": int(len(np.unique(inputs.study_id))),
+        "bank_size": int(m),
+        "n_reports": int(n_reports),
+        "k": ks,
+        "bootstrap": int(n_boot),
+        "confidence": 0.95,
+        "seed": int(seed),
+        "report_labeller": "aggregate_sentence_labels" if labeller is None else getattr(labeller, "__module__", "labeller") + "." + getattr(labeller, "__name__", "labeller"),
+        "inputs": dict(inputs.paths),
+        "methods": methods,
+        "f1_by_observation": per_obs,
+    }
+    return EvalResult(metrics=metrics, retrieved=retrieved, scores=scores, inputs=inputs)
+
+
+def own_report_ranks(inputs: EvalInputs) -> np.ndarray:
+    """Rank of each query's own study report among the query reports (NaN: study has no report)."""
+    ranks = np.full(inputs.study_id.shape[0], np.nan)
+    if inputs.report_embeddings.shape[0] == 0:
+        return ranks
+    pos = pd.Series(np.arange(inputs.report_study_id.shape[0]), index=inputs.report_study_id)
+    pos = pos[~pos.index.duplicated()]
+    target = pos.reindex(inputs.study_id).to_numpy()
+    ok = ~np.isnan(target)
+    if ok.any():
+        ranks[ok] = rank_of_targets(inputs.query_embeddings[ok], inputs.report_embeddings, target[ok].astype(np.int64))
+    return ranks
+
+
+def predictions_table(result: EvalResult, method: str = "model") -> pd.DataFrame:
+    """One row per (query, rank) for `method`: ids, score, text, the 14 labels and the hits."""
+    inp = result.inputs
+    idx = result.retrieved[method]
+    n, k = idx.shape
+    labels = inp.bank_labels[idx]  # (n, k, 14)
+    hits = hit_matrix(inp.query_labels, labels)
+    obs = np.asarray(OBSERVATIONS, dtype=object)
+    df = pd.DataFrame({
+        "dicom_id": np.repeat(inp.dicom_id, k),
+        "study_id": np.repeat(inp.study_id, k),
+        "rank": np.tile(np.arange(1, k + 1), n),
+        "sentence_id": inp.sentence_id[idx].ravel(),
+        "score": result.scores.ravel() if method == "model" else np.full(n * k, np.nan, np.float32),
+        "text": inp.bank_text[idx].ravel(),
+    })
+    flat_labels = labels.reshape(n * k, -1)
+    for j, o in enumerate(OBSERVATIONS):
+        df[o] = flat_labels[:, j]
+    flat_hits = hits.reshape(n * k, -1)
+    df["hits"] = flat_hits.sum(axis=1).astype(np.int64)
+    df["hit_observations"] = ["; ".join(obs[row]) for row in flat_hits]
+    return df
+
+
+def write_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
+    """metrics.json and predictions.parquet (model retrieval), atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.json"
+    with atomic_path(metrics_path, suffix=".json.tmp") as tmp:
+        tmp.write_text(json.dumps(result.metrics, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    pred_path = write_parquet_atomic(predictions_table(result), out / "predictions.parquet")
+    return {"metrics": metrics_path, "predictions": pred_path}
