@@ -1,0 +1,82 @@
+"""Fast tokenizers: a WordPiece vocabulary trained on the training corpus (small_bert) or a model's own."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from txtrayalign.train.encoders import hf_hint
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int):
+    """A BERT-style (lower-cased) WordPiece fast tokenizer trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    log.info("trained a WordPiece vocabulary of %d tokens", len(fast))
+    return fast
+
+
+def load_pretrained_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name, use_fast=True)
+    except Exception as e:
+        raise OSError(hf_hint(name, e)) from e
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"'{name}' has no fast tokenizer; batched tokenisation needs one (tokenizer.json)")
+    return tok
+
+
+def get_tokenizer(text_cfg: dict, out_dir: Path, corpus: Iterable[str] | None = None):
+    """The experiment's tokenizer; a small_bert vocabulary is trained once and kept in <out_dir>/tokenizer/."""
+    from transformers import PreTrainedTokenizerFast
+
+    if text_cfg["name"] != "small_bert":
+        return load_pretrained_tokenizer(text_cfg["name"])
+    folder = Path(out_dir) / "tokenizer"
+    if (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    if corpus is None:
+        raise FileNotFoundError(f"small_bert tokenizer not found in {folder} (it is written by training)")
+    tok = train_wordpiece(corpus, text_cfg["vocab_size"])
+    save_tokenizer(tok, folder)
+    return tok
+
+
+def save_tokenizer(tok, folder: Path) -> None:
+    """Write the tokenizer into `folder` via a temporary folder renamed at the end."""
+    import os
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer.", dir=folder.parent))
+    try:
+        tok.save_pretrained(str(tmp))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
