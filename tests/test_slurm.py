@@ -1,0 +1,134 @@
+"""Workflows run through `--profile profiles/slurm` on a real one-node SLURM cluster.
+
+The cluster (tests/slurm_cluster.py) is started once for this module from Debian's slurm-wlm
+and munge packages (`bash ci/install-slurm.sh`); jobs are really submitted with sbatch and
+scheduled by slurmctld. These tests run in CI (`CI=true`) or with TXTRAYALIGN_SLURM_TESTS=1, as
+root, and skip elsewhere with the reason.
+
+The profile is used as shipped except for what a one-node test cluster needs: fewer jobs,
+a short first status check, and `squeue` instead of `sacct` for status (no accounting daemon).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slurm_cluster import SlurmCluster, skip_reason
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "profiles" / "slurm"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+# What the test cluster changes from the shipped profile (see the module docstring).
+TEST_CLUSTER_ARGS = [
+    "--jobs", "2",
+    "--latency-wait", "5",
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "3",
+    "--slurm-keep-successful-logs",
+]
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with SlurmCluster.started() as running:
+        yield running
+
+
+def run_snakemake(cluster: SlurmCluster, args: list[str], cwd: Path, timeout: float) -> str:
+    """Run Snakemake against the cluster; return its log, or fail with it.
+
+    Snakemake waits for running cluster jobs when it gets SIGTERM, so a hung run is killed
+    hard (SIGKILL to its whole process group) and its jobs are cancelled through SLURM.
+    """
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, *args], cwd=cwd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        subprocess.run(["scancel", "--full", "--partition", "debug"], env=cluster.env, timeout=15)
+        pytest.fail(f"snakemake ran past {timeout:.0f}s and was killed\n{out[-6000:]}\n{cluster.logs()}")
+    if proc.returncode != 0:
+        pytest.fail(f"snakemake exited with {proc.returncode}\n{out[-8000:]}\n{cluster.logs()}")
+    return out
+
+
+def submitted_jobs(log: str) -> dict[str, str]:
+    """SLURM job id -> Snakemake job id, from Snakemake's 'has been submitted' lines."""
+    return {slurm: snake for snake, slurm in SUBMITTED.findall(log)}
+
+
+def scontrol_job(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], env=cluster.env,
+                         capture_output=True, text=True, timeout=15, check=True).stdout
+    return dict(word.split("=", 1) for word in out.split() if "=" in word)
+
+
+TWO_RULES = textwrap.dedent(
+    """
+    rule all:
+        input: "gpu.txt"
+
+    rule cpu:
+        output: "cpu.txt"
+        threads: 1
+        resources: mem_mb=100, runtime=2
+        shell: "echo $SLURM_JOB_ID > {output}"
+
+    rule gpu:
+        input: "cpu.txt"
+        output: "gpu.txt"
+        threads: 1
+        resources: mem_mb=100, runtime=2, gpu=1, cpus_per_gpu=1
+        shell: "echo $SLURM_JOB_ID > {output}; cat {input} >> {output}"
+    """
+)
+
+
+def test_profile_submits_jobs_with_sbatch(cluster: SlurmCluster, tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text(TWO_RULES)
+    log = run_snakemake(cluster, ["--profile", str(PROFILE), *TEST_CLUSTER_ARGS, "all"], tmp_path, timeout=180)
+
+    gpu_job, cpu_job = (tmp_path / "gpu.txt").read_text().split()
+    cpu_job_again = (tmp_path / "cpu.txt").read_text().strip()
+    assert cpu_job == cpu_job_again
+    # Each rule ran inside its own SLURM job, and those are the jobs Snakemake says it submitted.
+    assert cpu_job.isdigit() and gpu_job.isdigit() and cpu_job != gpu_job
+    assert set(submitted_jobs(log)) == {cpu_job, gpu_job}, log[-4000:]
+    # The GPU rule's resources became a GPU request, the CPU rule's did not; the profile's
+    # runtime and the rules' memory reached sbatch.
+    gpu_info, cpu_info = scontrol_job(cluster, gpu_job), scontrol_job(cluster, cpu_job)
+    assert "gpu" in gpu_info.get("TresPerJob", "") + gpu_info.get("TRES", ""), gpu_info
+    assert "gpu" not in cpu_info.get("TresPerJob", "") + cpu_info.get("TRES", ""), cpu_info
+    assert gpu_info["JobState"] == cpu_info["JobState"] == "COMPLETED"
+    assert cpu_info["MinMemoryNode"] == "100M"
+    assert cpu_info["TimeLimit"] == "00:02:00"
+    # sbatch logs went where the profile says (kept here by --slurm-keep-successful-logs).
+    logdir = yaml.safe_load((PROFILE / "config.yaml").read_text())["slurm-logdir"]
+    assert sorted(p.name for p in (tmp_path / logdir).rglob("*.log")) == sorted(
+        [f"{cpu_job}.log", f"{gpu_job}.log"]
+    )
+
+    # Exact rerun semantics: a second run with nothing changed submits nothing.
+    again = run_snakemake(cluster, ["--profile", str(PROFILE), *TEST_CLUSTER_ARGS, "all"], tmp_path, timeout=60)
+    assert submitted_jobs(again) == {}
+    assert "Nothing to be done" in again
