@@ -75,7 +75,11 @@ def point_and_interval(
     out: dict[str, dict[str, float | None]] = {}
     for name, values in full.items():
         v = float(values[0])
-        entry: dict[str, float | None] = {"value": None if np.isnan(v) else v, "ci_low": None, "ci_high": None}
+        entry: dict[str, float | None] = {
+            "value": None if np.isnan(v) else v,
+            "ci_low": None,
+            "ci_high": None,
+        }
         if boot is not None:
             b = boot[name]
             b = b[~np.isnan(b)]

@@ -54,7 +54,9 @@ class _IndexedShards:
     def __init__(self, index_parquet: str | Path) -> None:
         self.root = Path(index_parquet).parent
         index = read_table(index_parquet, ["dicom_id", "shard", "row"])
-        self.where = {d: (s, int(r)) for d, s, r in zip(index["dicom_id"], index["shard"], index["row"], strict=True)}
+        self.where = {
+            d: (s, int(r)) for d, s, r in zip(index["dicom_id"], index["shard"], index["row"], strict=True)
+        }
         self._files: dict[str, h5py.File] = {}
 
     def get(self, dicom_id: str) -> np.ndarray:
@@ -107,7 +109,10 @@ def select_inputs(
     if (~in_index).any():
         log.warning(
             "%d of %d %s images are not in %s (not decoded?): left out",
-            int((~in_index).sum()), len(q), query_split, paths.get("images_index", "the image index"),
+            int((~in_index).sum()),
+            len(q),
+            query_split,
+            paths.get("images_index", "the image index"),
         )
     q = q.loc[in_index]
     if "view" not in q.columns:
@@ -149,9 +154,14 @@ def select_inputs(
     texts = study_text.reindex(report_ids)
     has_text = texts.notna() & (texts.astype(str).str.strip() != "")
     if (~has_text).any():
-        log.warning("%d query studies have no report text in %s: left out of exact-pair retrieval",
-                    int((~has_text).sum()), paths.get("sections", "sections"))
-    reports = pd.DataFrame({"study_id": report_ids[has_text.to_numpy()], "text": texts[has_text].astype(str).to_numpy()})
+        log.warning(
+            "%d query studies have no report text in %s: left out of exact-pair retrieval",
+            int((~has_text).sum()),
+            paths.get("sections", "sections"),
+        )
+    reports = pd.DataFrame(
+        {"study_id": report_ids[has_text.to_numpy()], "text": texts[has_text].astype(str).to_numpy()}
+    )
     return EmbedInputs(queries=queries, bank=bank, reports=reports)
 
 
@@ -201,10 +211,14 @@ def embed_all(
     q_ids = inputs.queries["dicom_id"].tolist()
     out = {
         "queries": encode_in_batches(q_ids, images, batch_size, "embed images", np_dtype),
-        "bank": encode_in_batches(inputs.bank["sentence"].astype(str).tolist(), texts, batch_size, "embed sentences", np_dtype),
+        "bank": encode_in_batches(
+            inputs.bank["sentence"].astype(str).tolist(), texts, batch_size, "embed sentences", np_dtype
+        ),
     }
     if len(inputs.reports):
-        out["reports"] = encode_in_batches(inputs.reports["text"].tolist(), texts, batch_size, "embed reports", np_dtype)
+        out["reports"] = encode_in_batches(
+            inputs.reports["text"].tolist(), texts, batch_size, "embed reports", np_dtype
+        )
     else:
         out["reports"] = np.zeros((0, out["queries"].shape[1]), dtype=np_dtype)
     return out
@@ -278,8 +292,12 @@ def read_queries(path: str | Path) -> QuerySet:
             dicom_id=_decode(_need(f, "dicom_id", path)),
             study_id=_need(f, "study_id", path).astype(np.int64),
             view=_decode(f["view"][()]) if "view" in f else np.full(n, "", dtype=object),
-            report_embeddings=f["report_embeddings"][()] if "report_embeddings" in f else np.zeros((0, emb.shape[1])),
-            report_study_id=f["report_study_id"][()].astype(np.int64) if "report_study_id" in f else np.zeros(0, np.int64),
+            report_embeddings=f["report_embeddings"][()]
+            if "report_embeddings" in f
+            else np.zeros((0, emb.shape[1])),
+            report_study_id=f["report_study_id"][()].astype(np.int64)
+            if "report_study_id" in f
+            else np.zeros(0, np.int64),
             attrs=dict(f.attrs),
         )
 

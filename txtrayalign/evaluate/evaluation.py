@@ -58,7 +58,9 @@ class EvalInputs:
     experiment: str = ""
 
 
-def _labels_by_id(df: pd.DataFrame, key: str, ids: np.ndarray, path: str, what: str, ids_path: str) -> np.ndarray:
+def _labels_by_id(
+    df: pd.DataFrame, key: str, ids: np.ndarray, path: str, what: str, ids_path: str
+) -> np.ndarray:
     table = df.drop_duplicates(key).set_index(key)
     missing = pd.Index(ids).difference(table.index)
     if len(missing):
@@ -93,7 +95,9 @@ def load_inputs(
         )
     m = bank.embeddings.shape[0]
     if max_k > m:
-        raise EvaluationInputError(f"k={max_k} is larger than the sentence bank of {bank_path} ({m} sentences)")
+        raise EvaluationInputError(
+            f"k={max_k} is larger than the sentence bank of {bank_path} ({m} sentences)"
+        )
     if len(np.unique(bank.sentence_id)) != m:
         raise EvaluationInputError(f"{bank_path}: sentence_id values are not unique")
 
@@ -106,9 +110,16 @@ def load_inputs(
     sentence_labels = read_table(sentence_labels_path, ["sentence_id", *OBSERVATIONS])
     sentences = read_table(sentences_path, ["sentence_id", "sentence"])
     study_id = qs.study_id[rows]
-    q_labels = _labels_by_id(report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path))
+    q_labels = _labels_by_id(
+        report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path)
+    )
     b_labels = _labels_by_id(
-        sentence_labels, "sentence_id", bank.sentence_id, str(sentence_labels_path), "bank sentence ids", str(bank_path)
+        sentence_labels,
+        "sentence_id",
+        bank.sentence_id,
+        str(sentence_labels_path),
+        "bank sentence ids",
+        str(bank_path),
     )
     text_table = sentences.drop_duplicates("sentence_id").set_index("sentence_id")["sentence"]
     missing = pd.Index(bank.sentence_id).difference(text_table.index)
@@ -219,7 +230,9 @@ def evaluate(
     if n == 0:
         raise EvaluationInputError(f"empty query set after sampling: {inputs.paths.get('queries')}")
     if max_k > m:
-        raise EvaluationInputError(f"k={max_k} is larger than the sentence bank of {inputs.paths.get('bank')} ({m})")
+        raise EvaluationInputError(
+            f"k={max_k} is larger than the sentence bank of {inputs.paths.get('bank')} ({m})"
+        )
     log.info("%s: %d queries, bank of %d sentences, k=%s", inputs.experiment, n, m, ks)
 
     scores, model_idx = topk_similarity(
@@ -264,7 +277,9 @@ def evaluate(
         rand[np.isnan(ranks)] = np.nan
         methods["random"]["exact_pair"] = exact_pair_metrics(rand, counts)
     else:
-        log.warning("no query report embeddings in %s: exact-pair retrieval skipped", inputs.paths.get("queries"))
+        log.warning(
+            "no query report embeddings in %s: exact-pair retrieval skipped", inputs.paths.get("queries")
+        )
 
     metrics = {
         "experiment": inputs.experiment,
@@ -276,7 +291,9 @@ def evaluate(
         "bootstrap": int(n_boot),
         "confidence": 0.95,
         "seed": int(seed),
-        "report_labeller": "aggregate_sentence_labels" if labeller is None else getattr(labeller, "__module__", "labeller") + "." + getattr(labeller, "__name__", "labeller"),
+        "report_labeller": "aggregate_sentence_labels"
+        if labeller is None
+        else getattr(labeller, "__module__", "labeller") + "." + getattr(labeller, "__name__", "labeller"),
         "inputs": dict(inputs.paths),
         "methods": methods,
         "f1_by_observation": per_obs,
@@ -294,7 +311,9 @@ def own_report_ranks(inputs: EvalInputs) -> np.ndarray:
     target = pos.reindex(inputs.study_id).to_numpy()
     ok = ~np.isnan(target)
     if ok.any():
-        ranks[ok] = rank_of_targets(inputs.query_embeddings[ok], inputs.report_embeddings, target[ok].astype(np.int64))
+        ranks[ok] = rank_of_targets(
+            inputs.query_embeddings[ok], inputs.report_embeddings, target[ok].astype(np.int64)
+        )
     return ranks
 
 
@@ -306,14 +325,16 @@ def predictions_table(result: EvalResult, method: str = "model") -> pd.DataFrame
     labels = inp.bank_labels[idx]  # (n, k, 14)
     hits = hit_matrix(inp.query_labels, labels)
     obs = np.asarray(OBSERVATIONS, dtype=object)
-    df = pd.DataFrame({
-        "dicom_id": np.repeat(inp.dicom_id, k),
-        "study_id": np.repeat(inp.study_id, k),
-        "rank": np.tile(np.arange(1, k + 1), n),
-        "sentence_id": inp.sentence_id[idx].ravel(),
-        "score": result.scores.ravel() if method == "model" else np.full(n * k, np.nan, np.float32),
-        "text": inp.bank_text[idx].ravel(),
-    })
+    df = pd.DataFrame(
+        {
+            "dicom_id": np.repeat(inp.dicom_id, k),
+            "study_id": np.repeat(inp.study_id, k),
+            "rank": np.tile(np.arange(1, k + 1), n),
+            "sentence_id": inp.sentence_id[idx].ravel(),
+            "score": result.scores.ravel() if method == "model" else np.full(n * k, np.nan, np.float32),
+            "text": inp.bank_text[idx].ravel(),
+        }
+    )
     flat_labels = labels.reshape(n * k, -1)
     for j, o in enumerate(OBSERVATIONS):
         df[o] = flat_labels[:, j]

@@ -31,7 +31,9 @@ def _as_float32(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32)
 
 
-def _order_by_score_then_index(scores: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _order_by_score_then_index(
+    scores: torch.Tensor, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort each row by score descending, equal scores by index ascending."""
     by_index = torch.argsort(index, dim=1, stable=True)
     scores = torch.gather(scores, 1, by_index)
@@ -118,7 +120,9 @@ def topk_similarity(
     return out_scores, out_index
 
 
-def rank_of_targets(queries: np.ndarray, keys: np.ndarray, target: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def rank_of_targets(
+    queries: np.ndarray, keys: np.ndarray, target: np.ndarray, chunk: int = 1024
+) -> np.ndarray:
     """1-based rank of key `target[i]` for query i among all keys (ties count against: rank = 1 + #better,
     + #equal with a lower index), computed in chunks without sorting.
     """

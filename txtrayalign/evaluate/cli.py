@@ -1,0 +1,255 @@
+"""The `embed`, `evaluate` and `summarize` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from txtrayalign.utils import setup_logging
+
+from . import EvaluationInputError
+
+log = logging.getLogger(__name__)
+
+
+def _ks(values: list[int]) -> list[int]:
+    bad = [k for k in values if k < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"k must be positive, got {bad}")
+    return sorted(set(values))
+
+
+# --- embed -------------------------------------------------------------------------------------
+
+
+def configure_embed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", required=True, help="trained experiment folder (models/<exp>)")
+    parser.add_argument(
+        "--images-index", required=True, help="images/<size>/index.parquet (dicom_id, shard, row)"
+    )
+    parser.add_argument(
+        "--split", required=True, help="splits/<subset>.parquet (subject_id, study_id, dicom_id, split)"
+    )
+    parser.add_argument(
+        "--sentences", required=True, help="text/sentences.parquet (the sentence bank's source)"
+    )
+    parser.add_argument(
+        "--sections", required=True, help="text/sections.parquet (train_text: each query study's report)"
+    )
+    parser.add_argument(
+        "--query-split", default="test", help="split whose images are the queries (default: test)"
+    )
+    parser.add_argument(
+        "--bank-splits",
+        default="train,validate",
+        help="comma-separated splits whose report sentences form the bank",
+    )
+    parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
+    parser.add_argument(
+        "--dtype", choices=["float16", "float32"], default="float16", help="stored embedding type"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images or sentences per forward pass")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--max-queries", type=int, default=None, help="embed only the first N query images")
+    parser.add_argument("--out-queries", required=True, help="output embeddings/<exp>/queries.h5")
+    parser.add_argument("--out-bank", required=True, help="output embeddings/<exp>/bank.h5")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    setup_logging(args.log)
+    import torch
+
+    from txtrayalign.train import load_model
+
+    from .embed import embed_all, open_image_reader, read_table, select_inputs, write_bank, write_queries
+
+    try:
+        paths = {
+            "split": args.split,
+            "images_index": args.images_index,
+            "sentences": args.sentences,
+            "sections": args.sections,
+        }
+        split = read_table(args.split, ["study_id", "dicom_id", "split"])
+        index = read_table(args.images_index, ["dicom_id", "shard", "row"])
+        sentences = read_table(args.sentences, ["sentence_id", "study_id", "sentence"])
+        sections = read_table(args.sections, ["study_id", "train_text"])
+        inputs = select_inputs(
+            split,
+            index,
+            sentences,
+            sections,
+            query_split=args.query_split,
+            bank_splits=[s.strip() for s in args.bank_splits.split(",") if s.strip()],
+            dedupe=not args.no_dedupe,
+            max_queries=args.max_queries,
+            paths=paths,
+        )
+    except EvaluationInputError as exc:
+        log.error("%s", exc)
+        return 2
+    device = _device(args.device)
+    log.info(
+        "embedding %d query images, %d bank sentences, %d query reports on %s",
+        len(inputs.queries),
+        len(inputs.bank),
+        len(inputs.reports),
+        device,
+    )
+    model = load_model(args.model_dir, device)
+    if hasattr(model, "eval"):
+        model.eval()
+    reader = open_image_reader(args.images_index)
+    with torch.no_grad():
+        emb = embed_all(model, inputs, reader, device, batch_size=args.batch_size, dtype=args.dtype)
+    attrs = {"model_dir": str(args.model_dir), "experiment": Path(args.model_dir).name, "dtype": args.dtype}
+    write_queries(args.out_queries, inputs, emb, {**attrs, "query_split": args.query_split})
+    write_bank(
+        args.out_bank, inputs, emb, {**attrs, "bank_splits": args.bank_splits, "dedupe": not args.no_dedupe}
+    )
+    log.info("wrote %s and %s", args.out_queries, args.out_bank)
+    return 0
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queries", required=True, help="embeddings/<exp>/queries.h5")
+    parser.add_argument("--bank", required=True, help="embeddings/<exp>/bank.h5")
+    parser.add_argument("--report-labels", required=True, help="labels/reports.parquet (study labels)")
+    parser.add_argument(
+        "--sentence-labels", required=True, help="labels/sentences.parquet (bank sentence labels)"
+    )
+    parser.add_argument(
+        "--sentences", required=True, help="text/sentences.parquet (texts for predictions and gallery)"
+    )
+    parser.add_argument(
+        "--images-index", default=None, help="images/<size>/index.parquet (gallery thumbnails)"
+    )
+    parser.add_argument(
+        "--k", type=int, nargs="+", default=[1, 2, 5, 10], help="cut-offs (default: 1 2 5 10)"
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling, random baseline and bootstrap")
+    parser.add_argument(
+        "--sample", type=int, default=None, help="evaluate N queries drawn at random (seeded)"
+    )
+    parser.add_argument(
+        "--gallery", type=int, default=12, help="queries shown in gallery.html (0: no gallery)"
+    )
+    parser.add_argument(
+        "--report-labeller",
+        choices=["chexpert", "sentence-labels"],
+        default="chexpert",
+        help="label the concatenated retrieved sentences with the CheXpert labeller, or combine the "
+        "sentences' own labels (fast approximation)",
+    )
+    parser.add_argument(
+        "--out-dir", required=True, help="eval/<exp>: metrics.json, predictions.parquet, plots, gallery"
+    )
+    parser.add_argument("--experiment", default=None, help="experiment name (default: from the embeddings)")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def _labeller(choice: str):
+    if choice == "sentence-labels":
+        return None
+    from .evaluation import default_labeller
+
+    try:
+        return default_labeller()
+    except (ImportError, EvaluationInputError) as exc:
+        log.warning("CheXpert labeller unavailable (%s): combining sentence labels instead", exc)
+        return None
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    setup_logging(args.log)
+    import pandas as pd
+
+    from . import gallery, plots
+    from .embed import open_image_reader
+    from .evaluation import evaluate, load_inputs, predictions_table, write_outputs
+
+    try:
+        ks = _ks(args.k)
+        inputs = load_inputs(
+            args.queries,
+            args.bank,
+            args.report_labels,
+            args.sentence_labels,
+            args.sentences,
+            max_k=max(ks),
+            sample=args.sample,
+            seed=args.seed,
+            experiment=args.experiment or Path(args.out_dir).name,
+        )
+        result = evaluate(
+            inputs, ks, n_boot=args.bootstrap, seed=args.seed, labeller=_labeller(args.report_labeller)
+        )
+    except (EvaluationInputError, argparse.ArgumentTypeError) as exc:
+        log.error("%s", exc)
+        return 2
+    result.metrics["sample"] = args.sample
+    written = write_outputs(result, args.out_dir)
+    figures = plots.write_all(result.metrics, args.out_dir)
+    log.info("wrote %s, %s and %d figures", written["metrics"], written["predictions"], len(figures))
+    if args.gallery > 0:
+        sentences = pd.read_parquet(args.sentences)
+        reader = open_image_reader(args.images_index) if args.images_index else None
+        labels = dict(zip(inputs.dicom_id, inputs.query_labels, strict=True))
+        page = gallery.write_gallery(
+            args.out_dir,
+            predictions_table(result),
+            labels,
+            gallery.report_texts(sentences.loc[sentences["study_id"].isin(set(inputs.study_id))]),
+            image_reader=reader,
+            n=args.gallery,
+            seed=args.seed,
+            title=result.metrics["experiment"],
+        )
+        log.info("wrote %s", page)
+    return 0
+
+
+# --- summarize ---------------------------------------------------------------------------------
+
+
+def configure_summary(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics", nargs="+", required=True, help="eval/<exp>/metrics.json of each experiment"
+    )
+    parser.add_argument(
+        "--k", type=int, default=2, help="the cut-off shown (default: 2, as in the earlier work)"
+    )
+    parser.add_argument("--out-csv", required=True, help="eval/summary.csv")
+    parser.add_argument("--out-md", required=True, help="eval/summary.md")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    setup_logging(args.log)
+    from .summary import write_summary
+
+    try:
+        table = write_summary(args.metrics, args.k, args.out_csv, args.out_md)
+    except EvaluationInputError as exc:
+        log.error("%s", exc)
+        return 2
+    print(f"summary of {len(args.metrics)} experiment(s), {len(table)} rows at k={args.k}:")
+    print(f"  table:    {args.out_csv}")
+    print(f"  markdown: {args.out_md}")
+    return 0

@@ -1,0 +1,111 @@
+"""The cross-experiment table (the shape of the earlier work's Table 5) from several metrics.json.
+
+One row per experiment (its model) and one row per baseline (random, most frequent, oracle);
+columns flat-hit@k, precision@k, recall@k, F1@k and duplicates, each with its 95% interval. Baselines
+depend on the query set and the bank, not on the model: when every experiment's baseline values are
+identical they appear once, otherwise once per experiment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from txtrayalign.utils import atomic_path
+
+from . import EvaluationInputError
+
+COLUMNS = ("flat_hit", "precision", "recall", "f1", "duplicates")
+TITLES = {
+    "flat_hit": "flat-hit@{k}",
+    "precision": "precision@{k}",
+    "recall": "recall@{k}",
+    "f1": "F1@{k}",
+    "duplicates": "duplicates@{k}",
+}
+BASELINES = ("random", "most_frequent", "oracle")
+
+
+def load_metrics(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise EvaluationInputError(f"metrics file not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise EvaluationInputError(f"{p}: not valid JSON ({exc})") from exc
+
+
+def _row(experiment: str, method: str, k: int, entry: dict, n_queries: int, source: Path) -> dict:
+    row: dict = {"experiment": experiment, "method": method, "k": k, "n_queries": n_queries}
+    for name in COLUMNS:
+        if name not in entry:
+            raise EvaluationInputError(f"{source}: metric {name!r} missing for {method} at k={k}")
+        row[name] = entry[name]["value"]
+        row[f"{name}_ci_low"] = entry[name]["ci_low"]
+        row[f"{name}_ci_high"] = entry[name]["ci_high"]
+    return row
+
+
+def summary_table(metrics_paths: list[str | Path], k: int) -> pd.DataFrame:
+    """Model rows in the given order, then the baseline rows."""
+    if not metrics_paths:
+        raise EvaluationInputError("no metrics files given")
+    models, baselines = [], {b: [] for b in BASELINES}
+    for path in metrics_paths:
+        m = load_metrics(path)
+        name = m.get("experiment") or Path(path).parent.name
+        methods = m.get("methods", {})
+        for method in ("model", *BASELINES):
+            by_k = methods.get(method, {}).get("k", {})
+            if str(k) not in by_k:
+                raise EvaluationInputError(
+                    f"{path}: no {method} results at k={k} (evaluated k: {m.get('k')})"
+                )
+            row = _row(name, method, k, by_k[str(k)], m.get("n_queries", 0), Path(path))
+            (models if method == "model" else baselines[method]).append(row)
+    rows = list(models)
+    for method in BASELINES:
+        values = [{c: r[c] for c in r if c != "experiment"} for r in baselines[method]]
+        if all(v == values[0] for v in values):
+            rows.append({**baselines[method][0], "experiment": "(baseline)"})
+        else:
+            rows.extend(baselines[method])
+    return pd.DataFrame(rows)
+
+
+def _cell(value, low, high) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    if low is None or pd.isna(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def to_markdown(table: pd.DataFrame, k: int) -> str:
+    header = ["experiment", "method", *[TITLES[c].format(k=k) for c in COLUMNS]]
+    lines = [
+        f"Image-to-text retrieval at k={k}: value [95% bootstrap interval]; hits compare CheXpert labels "
+        "(1 / 0 / -1) of the query study and of the retrieved sentences.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|",
+    ]
+    for _, r in table.iterrows():
+        cells = [_cell(r[c], r[f"{c}_ci_low"], r[f"{c}_ci_high"]) for c in COLUMNS]
+        lines.append("| " + " | ".join([str(r["experiment"]), str(r["method"]), *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    metrics_paths: list[str | Path], k: int, out_csv: str | Path, out_md: str | Path
+) -> pd.DataFrame:
+    """Write summary.csv and summary.md atomically; returns the table."""
+    table = summary_table(metrics_paths, k)
+    with atomic_path(out_csv, suffix=".csv.tmp") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(out_md, suffix=".md.tmp") as tmp:
+        tmp.write_text(to_markdown(table, k))
+    return table
