@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,10 +139,15 @@ def _decode_dicom(path: Path, window: str) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path, force=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, struct.error) as exc:
         kind = "truncated" if _looks_truncated(exc) else "not_an_image"
         raise ImageDecodeError(kind, f"{path}: not readable as DICOM ({type(exc).__name__}: {exc})") from exc
+    eof = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    if eof:
+        raise ImageDecodeError("truncated", f"{path}: file ends early ({eof[0]})")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if _looks_like_dicom(ds):
             raise ImageDecodeError("no_pixel_data", f"{path}: DICOM file has no PixelData element")
@@ -194,7 +200,7 @@ def _ensure_transfer_syntax(ds) -> None:
 def _stored_values(ds, path: Path) -> np.ndarray:
     """The first frame's stored values, 2-D (or 3-D for colour), before any transform."""
     ts = ds.file_meta.TransferSyntaxUID
-    fast = _uncompressed_fast(ds, ts)
+    fast = _uncompressed_fast(ds, ts, path)
     if fast is not None:
         return fast
     try:
@@ -220,7 +226,7 @@ def _stored_values(ds, path: Path) -> np.ndarray:
     return arr
 
 
-def _uncompressed_fast(ds, ts) -> np.ndarray | None:
+def _uncompressed_fast(ds, ts, path: Path) -> np.ndarray | None:
     """Native little/big-endian 8/16-bit single-sample pixel data, read with numpy without copying."""
     if ts.is_compressed or ts.is_deflated or "PixelData" not in ds:
         return None
@@ -236,7 +242,7 @@ def _uncompressed_fast(ds, ts) -> np.ndarray | None:
     if len(raw) < expected:
         raise ImageDecodeError(
             "truncated",
-            f"pixel data holds {len(raw)} bytes, {rows}x{cols}x{nbytes} = {expected} expected",
+            f"{path}: pixel data holds {len(raw)} bytes, {rows}x{cols}x{nbytes} = {expected} expected",
         )
     kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) == 1 else "u"
     endian = "<" if ts.is_little_endian else ">"
