@@ -262,7 +262,7 @@ def build_index(
 
     metadata = read_table(root, constants.METADATA, usecols=["dicom_id", "ViewPosition"])
     view = dict(zip(metadata.dicom_id, metadata.ViewPosition.str.strip(), strict=True)) if metadata is not None else {}
-    images["view"] = images["dicom_id"].map(view).fillna("").astype(str)
+    images["view"] = [view.get(d, "") for d in images["dicom_id"]]
 
     images["split"] = _assign_splits(root, images, problems)
     images["group"] = images["subject_id"].map(constants.group_of)
