@@ -200,7 +200,10 @@ def embed_all(
     np_dtype = DTYPES[dtype]
 
     def images(ids: Sequence[str]) -> torch.Tensor:
-        x = torch.from_numpy(np.stack([np.asarray(image_reader.get(d), dtype=np.uint8) for d in ids]))
+        if hasattr(image_reader, "get_many"):  # one sorted read per shard
+            x = torch.from_numpy(np.ascontiguousarray(image_reader.get_many(list(ids)), dtype=np.uint8))
+        else:
+            x = torch.from_numpy(np.stack([np.asarray(image_reader.get(d), dtype=np.uint8) for d in ids]))
         with _autocast(device):
             return model.encode_images(x.to(device))
 

@@ -63,6 +63,7 @@ def precision_recall_vs_k(metrics: dict, path: Path) -> Path:
         ax.set_xlabel("k")
         ax.set_ylabel(f"{name}@k")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks([int(k) for k in metrics["k"]], [str(k) for k in metrics["k"]])
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{metrics['experiment']}: precision and recall against k")

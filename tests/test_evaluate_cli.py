@@ -1,0 +1,377 @@
+"""End to end on a tiny fixture: embed (fake model) -> evaluate -> summarize, determinism, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import txtrayalign.train
+from txtrayalign.cli import main
+from txtrayalign.constants import OBSERVATIONS
+from txtrayalign.evaluate import EvaluationInputError
+from txtrayalign.evaluate.embed import read_bank, read_queries
+from txtrayalign.evaluate.evaluation import evaluate, load_inputs
+
+SIZE = 16
+DIM = 8
+WORDS = [
+    "effusion",
+    "no",
+    "pleural",
+    "heart",
+    "size",
+    "normal",
+    "edema",
+    "mild",
+    "tube",
+    "in",
+    "place",
+    "clear",
+]
+
+
+class FakeModel:
+    """Deterministic stand-in for a trained model: a random projection of the pixels and a hashed
+    bag of words, both L2-normalised."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.randn(SIZE * SIZE, DIM, generator=g)
+
+    def encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.dtype == torch.uint8 and x.shape[1:] == (SIZE, SIZE)
+        z = (x.reshape(x.shape[0], -1).float() / 255.0) @ self.w
+        return torch.nn.functional.normalize(z, dim=1)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        z = torch.zeros(len(texts), DIM)
+        for i, t in enumerate(texts):
+            for w in t.lower().replace(".", " ").split():
+                z[i, zlib.crc32(w.encode()) % DIM] += 1.0
+        return torch.nn.functional.normalize(z + 1e-3, dim=1)
+
+
+def _labels(rng: np.random.Generator, n: int, p_mention: float) -> np.ndarray:
+    values = rng.choice([1.0, 0.0, -1.0], size=(n, len(OBSERVATIONS)), p=[0.45, 0.45, 0.1])
+    return np.where(rng.random((n, len(OBSERVATIONS))) < p_mention, values, np.nan)
+
+
+def build_fixture(root: Path) -> dict[str, Path]:
+    """Images (one shard), split table, sentences, sections and labels for 16 studies."""
+    rng = np.random.default_rng(0)
+    splits = ["train"] * 8 + ["validate"] * 3 + ["test"] * 5
+    rows, sent_rows, sec_rows = [], [], []
+    sid = 1000
+    for s, split in enumerate(splits):
+        study_id, subject_id = 50_000_000 + s, 10_000_000 + s
+        n_images = 2 if s % 2 else 1
+        for j in range(n_images):
+            rows.append((subject_id, study_id, f"{s:08x}-0000000{j}-00000000-00000000-00000000", split))
+        sentences = []
+        for _ in range(3):
+            words = rng.choice(WORDS, size=rng.integers(2, 5))
+            sentences.append(" ".join(words).capitalize() + ".")
+        if s % 4 == 0:
+            sentences.append("No pleural effusion.")  # a repeated text across studies (dedupe, frequency)
+        for p, text in enumerate(sentences):
+            sent_rows.append((sid, subject_id, study_id, split, "impression", p, text))
+            sid += 1
+        sec_rows.append((subject_id, study_id, split, " ".join(sentences), " ".join(sentences)))
+    split_df = pd.DataFrame(rows, columns=["subject_id", "study_id", "dicom_id", "split"])
+    sentences = pd.DataFrame(
+        sent_rows,
+        columns=["sentence_id", "subject_id", "study_id", "split", "section", "position", "sentence"],
+    )
+    sections = pd.DataFrame(sec_rows, columns=["subject_id", "study_id", "split", "label_text", "train_text"])
+    report_labels = pd.DataFrame(_labels(rng, len(splits), 0.5), columns=OBSERVATIONS)
+    report_labels.insert(0, "study_id", 50_000_000 + np.arange(len(splits)))
+    report_labels.insert(0, "subject_id", 10_000_000 + np.arange(len(splits)))
+    sentence_labels = pd.DataFrame(_labels(rng, len(sentences), 0.2), columns=OBSERVATIONS)
+    sentence_labels.insert(0, "study_id", sentences["study_id"].to_numpy())
+    sentence_labels.insert(0, "sentence_id", sentences["sentence_id"].to_numpy())
+
+    paths = {
+        name: root / rel
+        for name, rel in {
+            "index": "images/16/index.parquet",
+            "split": "splits/full.parquet",
+            "sentences": "text/sentences.parquet",
+            "sections": "text/sections.parquet",
+            "report_labels": "labels/reports.parquet",
+            "sentence_labels": "labels/sentences.parquet",
+        }.items()
+    }
+    for p in paths.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    images = rng.integers(0, 256, size=(len(split_df), SIZE, SIZE), dtype=np.uint8)
+    with h5py.File(paths["index"].parent / "p10.h5", "w") as f:
+        f.create_dataset("images", data=images, chunks=(1, SIZE, SIZE))
+        f.create_dataset(
+            "dicom_id", data=split_df["dicom_id"].to_numpy(dtype=object), dtype=h5py.string_dtype()
+        )
+    pd.DataFrame(
+        {"dicom_id": split_df["dicom_id"], "shard": "p10.h5", "row": np.arange(len(split_df))}
+    ).to_parquet(paths["index"])
+    split_df.to_parquet(paths["split"])
+    sentences.to_parquet(paths["sentences"])
+    sections.to_parquet(paths["sections"])
+    report_labels.to_parquet(paths["report_labels"])
+    sentence_labels.to_parquet(paths["sentence_labels"])
+    return paths
+
+
+def embed_args(paths: dict[str, Path], out: Path) -> list[str]:
+    return [
+        "embed",
+        "--model-dir",
+        str(out / "models" / "exp1"),
+        "--images-index",
+        str(paths["index"]),
+        "--split",
+        str(paths["split"]),
+        "--sentences",
+        str(paths["sentences"]),
+        "--sections",
+        str(paths["sections"]),
+        "--query-split",
+        "test",
+        "--bank-splits",
+        "train,validate",
+        "--dtype",
+        "float32",
+        "--batch-size",
+        "3",
+        "--device",
+        "cpu",
+        "--out-queries",
+        str(out / "emb" / "queries.h5"),
+        "--out-bank",
+        str(out / "emb" / "bank.h5"),
+    ]
+
+
+def evaluate_args(paths: dict[str, Path], emb: Path, out_dir: Path, *extra: str) -> list[str]:
+    return [
+        "evaluate",
+        "--queries",
+        str(emb / "queries.h5"),
+        "--bank",
+        str(emb / "bank.h5"),
+        "--report-labels",
+        str(paths["report_labels"]),
+        "--sentence-labels",
+        str(paths["sentence_labels"]),
+        "--sentences",
+        str(paths["sentences"]),
+        "--images-index",
+        str(paths["index"]),
+        "--k",
+        "1",
+        "2",
+        "5",
+        "--bootstrap",
+        "50",
+        "--seed",
+        "0",
+        "--gallery",
+        "3",
+        "--report-labeller",
+        "sentence-labels",
+        "--out-dir",
+        str(out_dir),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> tuple[dict[str, Path], Path]:
+    root = tmp_path_factory.mktemp("evalfix")
+    paths = build_fixture(root)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(txtrayalign.train, "load_model", lambda model_dir, device: FakeModel())
+    try:
+        assert main(embed_args(paths, root)) == 0
+    finally:
+        mp.undo()
+    return paths, root
+
+
+def test_embed_writes_queries_bank_and_reports(embedded):
+    paths, root = embedded
+    q = read_queries(root / "emb" / "queries.h5")
+    split = pd.read_parquet(paths["split"])
+    test = split[split["split"] == "test"]
+    assert sorted(q.dicom_id) == sorted(test["dicom_id"])
+    assert q.embeddings.shape == (len(test), DIM) and q.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(q.embeddings, axis=1), 1.0, rtol=1e-5)
+    assert sorted(q.report_study_id) == sorted(test["study_id"].unique())
+    assert q.report_embeddings.shape == (test["study_id"].nunique(), DIM)
+
+    bank = read_bank(root / "emb" / "bank.h5")
+    s = pd.read_parquet(paths["sentences"])
+    src = s[s["split"].isin(["train", "validate"])]
+    assert len(bank.sentence_id) == src["sentence"].nunique()  # deduplicated by exact text
+    expected_ids = src.groupby("sentence")["sentence_id"].min()  # lowest sentence_id kept
+    assert set(bank.sentence_id) == set(expected_ids)
+    counts = dict(zip(bank.sentence_id, bank.text_count, strict=True))
+    repeated = expected_ids["No pleural effusion."]
+    assert counts[repeated] == (src["sentence"] == "No pleural effusion.").sum() >= 2
+    assert bank.attrs["experiment"] == "exp1" and bank.attrs["dtype"] == "float32"
+
+
+def test_evaluate_and_summarize_end_to_end(embedded, tmp_path, capsys):
+    paths, root = embedded
+    out = tmp_path / "eval" / "exp1"
+    assert main(evaluate_args(paths, root / "emb", out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["experiment"] == "exp1" and metrics["n_queries"] == 8 and metrics["k"] == [1, 2, 5]
+    assert set(metrics["methods"]) == {"model", "random", "most_frequent", "oracle"}
+    for method, entry in metrics["methods"].items():
+        for k in ("1", "2", "5"):
+            m = entry["k"][k]
+            for name in (
+                "flat_hit",
+                "precision",
+                "recall",
+                "f1",
+                "duplicates",
+                "micro_f1_all",
+                "macro_f1_top5",
+            ):
+                assert set(m[name]) == {"value", "ci_low", "ci_high"}, (method, k, name)
+        assert entry["k"]["5"]["hits"]["value"] <= metrics["methods"]["oracle"]["k"]["5"]["hits"]["value"]
+    assert set(metrics["methods"]["model"]["exact_pair"]) == {"recall@1", "recall@5", "recall@10", "mrr"}
+    assert metrics["methods"]["model"]["exact_pair"]["recall@10"]["value"] == 1.0  # only 5 reports
+    assert "exact_pair" in metrics["methods"]["random"]
+
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert len(pred) == 8 * 5
+    assert {"dicom_id", "study_id", "rank", "sentence_id", "score", "text", "hits", *OBSERVATIONS} <= set(
+        pred.columns
+    )
+    assert (pred.groupby("dicom_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    for png in ("f1_by_observation.png", "precision_recall_vs_k.png", "model_vs_baselines.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "gallery.html").read_text()
+    thumbs = sorted((out / "gallery").glob("*.png"))
+    assert len(thumbs) == 3 and all(f'src="gallery/{t.name}"' in page for t in thumbs)
+
+    csv, md = tmp_path / "eval" / "summary.csv", tmp_path / "eval" / "summary.md"
+    args = ["summarize", "--metrics", str(out / "metrics.json"), str(out / "metrics.json"), "--k", "2"]
+    assert main([*args, "--out-csv", str(csv), "--out-md", str(md)]) == 0
+    table = pd.read_csv(csv)
+    assert table["method"].tolist() == ["model", "model", "random", "most_frequent", "oracle"]
+    text = md.read_text()
+    assert "flat-hit@2" in text and "F1@2" in text and " [" in text
+    printed = capsys.readouterr().out
+    assert str(csv) in printed and str(md) in printed
+
+
+def test_identical_inputs_give_identical_outputs(embedded, tmp_path):
+    paths, root = embedded
+    a, b = tmp_path / "a" / "exp1", tmp_path / "b" / "exp1"
+    for out in (a, b):
+        assert main(evaluate_args(paths, root / "emb", out, "--sample", "5")) == 0
+    assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "predictions.parquet"), pd.read_parquet(b / "predictions.parquet")
+    )
+    assert (a / "gallery.html").read_text() == (b / "gallery.html").read_text()
+    assert json.loads((a / "metrics.json").read_text())["n_queries"] == 5
+
+
+def test_labeller_gets_the_concatenated_retrieved_sentences(embedded):
+    paths, root = embedded
+    inputs = load_inputs(
+        root / "emb" / "queries.h5",
+        root / "emb" / "bank.h5",
+        paths["report_labels"],
+        paths["sentence_labels"],
+        paths["sentences"],
+        max_k=2,
+    )
+    seen: list[str] = []
+
+    def labeller(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return np.array([[1.0 if "effusion" in t.lower() else np.nan] * len(OBSERVATIONS) for t in texts])
+
+    result = evaluate(inputs, [1, 2], n_boot=0, labeller=labeller)
+    joined = " ".join(inputs.bank_text[result.retrieved["model"][0, :2]])
+    assert joined in seen and len(seen) == len(set(seen))  # each distinct text labelled once
+    assert result.metrics["methods"]["model"]["k"]["2"]["micro_recall_all"]["value"] is not None
+
+
+def _rewrite(path: Path, df: pd.DataFrame) -> None:
+    df.to_parquet(path)
+
+
+@pytest.mark.parametrize(
+    "case", ["query_study_missing", "bank_sentence_missing", "k_too_large", "empty_bank"]
+)
+def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
+    paths, root = embedded
+    paths = dict(paths)
+    emb = root / "emb"
+    extra: list[str] = []
+    if case == "query_study_missing":
+        df = pd.read_parquet(paths["report_labels"])
+        paths["report_labels"] = tmp_path / "reports.parquet"
+        _rewrite(paths["report_labels"], df[df["study_id"] != df["study_id"].max()])
+        expect = ["query study ids", str(paths["report_labels"]), "queries.h5"]
+    elif case == "bank_sentence_missing":
+        df = pd.read_parquet(paths["sentence_labels"])
+        paths["sentence_labels"] = tmp_path / "sentences_labels.parquet"
+        _rewrite(paths["sentence_labels"], df.iloc[1:])
+        expect = ["bank sentence ids", str(paths["sentence_labels"]), "bank.h5"]
+    elif case == "k_too_large":
+        extra = ["--k", "1000"]
+        expect = ["k=1000", "bank.h5"]
+    else:
+        emb = tmp_path / "emb"
+        emb.mkdir()
+        (emb / "queries.h5").write_bytes((root / "emb" / "queries.h5").read_bytes())
+        with h5py.File(emb / "bank.h5", "w") as f:
+            f.create_dataset("embeddings", data=np.zeros((0, DIM), np.float32))
+            f.create_dataset("sentence_id", data=np.zeros(0, np.int64))
+        expect = ["empty sentence bank", str(emb / "bank.h5")]
+    args = evaluate_args(paths, emb, tmp_path / "out", *extra)
+    assert main(args) == 2  # the CLI logs to stderr (setup_logging replaces the root handlers)
+    message = " ".join(line for line in capsys.readouterr().err.splitlines() if " ERROR " in line)
+    for part in expect:
+        assert part in message, (part, message)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_empty_query_set_raises(embedded, tmp_path):
+    paths, root = embedded
+    with h5py.File(tmp_path / "queries.h5", "w") as f:
+        f.create_dataset("embeddings", data=np.zeros((0, DIM), np.float32))
+        f.create_dataset("dicom_id", data=np.zeros(0, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("study_id", data=np.zeros(0, np.int64))
+    with pytest.raises(EvaluationInputError, match="empty query set.*queries.h5"):
+        load_inputs(
+            tmp_path / "queries.h5",
+            root / "emb" / "bank.h5",
+            paths["report_labels"],
+            paths["sentence_labels"],
+            paths["sentences"],
+            max_k=1,
+        )
+
+
+def test_embed_with_no_query_images_fails(embedded, tmp_path, monkeypatch, capsys):
+    paths, root = embedded
+    monkeypatch.setattr(txtrayalign.train, "load_model", lambda model_dir, device: FakeModel())
+    args = embed_args(paths, tmp_path)
+    args[args.index("--query-split") + 1] = "nonexistent"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no query images" in err and str(paths["split"]) in err
