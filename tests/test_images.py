@@ -520,3 +520,56 @@ def test_parts_split_a_group_into_disjoint_ranges():
     assert shard_name("p10", 2, 3) == "p10-2of3" and shard_name("p10") == "p10"
     with pytest.raises(ValueError):
         select_shard_rows(index, "p10", 4, 3)
+
+
+# ------------------------------------------------------------------------------- synthetic dataset
+
+FAULT_TO_KIND = {
+    "truncated_jpg": "truncated",
+    "truncated_dicom": "truncated",
+    "zero_byte_image": "zero_bytes",
+    "dicom_no_pixels": "no_pixel_data",
+}
+
+
+def test_synthetic_faults_land_in_skipped_with_their_kinds(synth_root, tmp_path):
+    from txtrayalign.constants import GROUPS
+    from txtrayalign.images.shards import ShardSettings, write_shard
+    from txtrayalign.index import build_index
+
+    faults = pd.read_csv(synth_root / "faults.csv", dtype=str, keep_default_na=False)
+    faults = faults[faults["kind"].isin(list(FAULT_TO_KIND))]
+    assert len(faults) >= 6
+    for fmt in ("jpg", "dcm"):
+        images, _, _ = build_index(synth_root, fmt)
+        skipped, written = [], 0
+        for group in GROUPS:
+            rows = select_shard_rows(images, group)
+            n, skip = write_shard(rows, synth_root, tmp_path / fmt / f"{group}.h5", ShardSettings(size=32),
+                                  max_skipped_share=1.0)
+            written += n
+            skipped.append(skip)
+        skipped = pd.concat(skipped, ignore_index=True)
+        expected = faults[faults["path"].str.endswith(f".{fmt}")]
+        assert sorted(zip(skipped["path"], skipped["error_kind"], strict=True)) == sorted(
+            zip(expected["path"], expected["kind"].map(FAULT_TO_KIND), strict=True)
+        )
+        assert set(skipped["dicom_id"]) == set(expected["dicom_id"])
+        assert written + len(skipped) == len(images)
+
+
+def test_synthetic_dicoms_decode_like_their_jpg_twins(synth_root):
+    from txtrayalign.index import build_index
+
+    images, _, _ = build_index(synth_root, "dcm")
+    bad = set(pd.read_csv(synth_root / "faults.csv", dtype=str)["path"])
+    checked = 0
+    for rel in images["path"]:
+        if rel in bad or rel.replace(".dcm", ".jpg") in bad:
+            continue
+        a = decode_image(synth_root / rel).astype(float)
+        b = decode_image(synth_root / rel.replace(".dcm", ".jpg")).astype(float)
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99, rel
+        assert np.abs(a - b).mean() < 10, rel
+        checked += 1
+    assert checked > 50
