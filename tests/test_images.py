@@ -573,3 +573,27 @@ def test_synthetic_dicoms_decode_like_their_jpg_twins(synth_root):
         assert np.abs(a - b).mean() < 10, rel
         checked += 1
     assert checked > 50
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_shard(tmp_path):
+    """Peak RSS writing 80 vs 480 images of 512x512 (20 MB vs 126 MB of pixels) stays the same."""
+    Image.fromarray((chest_phantom(64, 64) * 255).astype(np.uint8)).save(tmp_path / "one.png")
+    script = textwrap.dedent("""
+        import resource, sys
+        import pandas as pd
+        from txtrayalign.images.shards import ShardSettings, write_shard
+        n, root, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        rows = pd.DataFrame({"dicom_id": [f"id{i:05d}" for i in range(n)], "path": ["one.png"] * n})
+        write_shard(rows, root, out, ShardSettings(size=512), workers=2, chunksize=4)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TXTRAYALIGN_NO_PROGRESS": "1"}
+    peaks = {}
+    for n in (80, 480):
+        done = subprocess.run([sys.executable, "-c", script, str(n), str(tmp_path), str(tmp_path / f"{n}.h5")],
+                              env=env, capture_output=True, text=True, check=True)
+        peaks[n] = int(done.stdout.split()[-1]) / 1024  # MiB
+        with h5py.File(tmp_path / f"{n}.h5", "r") as h5:
+            assert h5["images"].shape == (n, 512, 512)
+    assert peaks[480] - peaks[80] < 30, peaks  # holding the shard would add ~100 MiB
