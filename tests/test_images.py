@@ -98,7 +98,9 @@ def stored12(phantom: np.ndarray) -> np.ndarray:
 
 def _shared_files() -> list[str]:
     folder = ROOT.parent / "shared" / "testdata"
-    return sorted(str(p.relative_to(folder)) for p in folder.glob("*/*") if p.suffix in {".dcm", ".png", ".jpg"})
+    return sorted(
+        str(p.relative_to(folder)) for p in folder.glob("*/*") if p.suffix in {".dcm", ".png", ".jpg"}
+    )
 
 
 @pytest.mark.parametrize("name", _shared_files() or ["dicom/absent.dcm"])
@@ -108,7 +110,9 @@ def test_shared_real_file_is_a_plausible_chest(shared_testdata, name):
     assert img.std() > 25, "contrast too low: windowing/bit depth went wrong"
     assert 40 < img.mean() < 220
     centre, lateral = lungs_darker(img)
-    assert centre > lateral + 15, f"lungs ({lateral:.0f}) not darker than mediastinum ({centre:.0f}): inverted?"
+    assert centre > lateral + 15, (
+        f"lungs ({lateral:.0f}) not darker than mediastinum ({centre:.0f}): inverted?"
+    )
     small = load_preprocessed(shared_testdata / name, 128)
     assert small.shape == (128, 128) and small.dtype == np.uint8
     c, lat = lungs_darker(small)
@@ -121,7 +125,9 @@ def test_shared_monochrome1_files_come_out_like_monochrome2(shared_testdata):
     mono2 = [p for p in sorted(dicoms.glob("*.dcm")) if "mono2" in p.name]
     assert mono1 and mono2
     for p in mono1:
-        assert pydicom.dcmread(p, force=True, stop_before_pixels=True).PhotometricInterpretation == "MONOCHROME1"
+        assert (
+            pydicom.dcmread(p, force=True, stop_before_pixels=True).PhotometricInterpretation == "MONOCHROME1"
+        )
     signs = {p.name: np.sign(np.subtract(*lungs_darker(decode_image(p)))) for p in mono1 + mono2}
     assert set(signs.values()) == {1.0}, signs
 
@@ -165,7 +171,12 @@ def test_high_bits_beyond_bits_stored_are_masked(tmp_path):
 def test_rescale_and_window_centre_width(tmp_path):
     data = stored12(chest_phantom())
     make_dicom(
-        data, tmp_path / "win.dcm", RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=3000, WindowWidth=4000
+        data,
+        tmp_path / "win.dcm",
+        RescaleSlope=2,
+        RescaleIntercept=-1000,
+        WindowCenter=3000,
+        WindowWidth=4000,
     )
     # DICOM LINEAR window on the rescaled values, output spanning the rescaled 12-bit range
     value = data.astype(np.float64) * 2 - 1000
@@ -323,14 +334,23 @@ def tiny_root(tmp_path) -> tuple[Path, pd.DataFrame]:
         d = root / f"files/p{str(subject)[:2]}/p{subject}/s{study}"
         d.mkdir(parents=True, exist_ok=True)
         rel = f"files/p{str(subject)[:2]}/p{subject}/s{study}/{dicom_id}{ext}"
-        rows.append({"dicom_id": dicom_id, "subject_id": subject, "study_id": study, "path": rel,
-                     "group": f"p{str(subject)[:2]}"})
+        rows.append(
+            {
+                "dicom_id": dicom_id,
+                "subject_id": subject,
+                "study_id": study,
+                "path": rel,
+                "group": f"p{str(subject)[:2]}",
+            }
+        )
         return root / rel
 
     phantom = chest_phantom(120, 100)
     make_dicom(stored12(phantom), place(10000001, 50000001, "a1", ".dcm"))
     make_dicom(4095 - stored12(phantom), place(10000001, 50000001, "a2", ".dcm"), photometric="MONOCHROME1")
-    Image.fromarray((phantom * 255).astype(np.uint8)).save(place(10000002, 50000002, "b1", ".jpg"), quality=95)
+    Image.fromarray((phantom * 255).astype(np.uint8)).save(
+        place(10000002, 50000002, "b1", ".jpg"), quality=95
+    )
     Image.fromarray((phantom * 255).astype(np.uint8)).save(place(10000002, 50000003, "b2", ".png"))
     place(10000003, 50000004, "c1", ".jpg").write_bytes(b"")
     Image.fromarray((phantom * 255).astype(np.uint8)).save(place(11000001, 50000005, "d1", ".png"))
@@ -341,8 +361,19 @@ def tiny_root(tmp_path) -> tuple[Path, pd.DataFrame]:
 
 def _shard_args(tmp: Path, root: Path, out: str, *extra: str) -> list[str]:
     return [
-        "images", "--index", str(tmp / "images.parquet"), "--root", str(root), "--shard", "p10",
-        "--size", "32", "--out", str(tmp / out), "--skipped", str(tmp / out.replace(".h5", ".skipped.parquet")),
+        "images",
+        "--index",
+        str(tmp / "images.parquet"),
+        "--root",
+        str(root),
+        "--shard",
+        "p10",
+        "--size",
+        "32",
+        "--out",
+        str(tmp / out),
+        "--skipped",
+        str(tmp / out.replace(".h5", ".skipped.parquet")),
         *extra,
     ]
 
@@ -465,14 +496,31 @@ def test_merge_and_shard_reader(tmp_path, tiny_root):
         args = _shard_args(tmp_path, root, f"images/32/{group}.h5", "--max-skipped-share", "0.5")
         args[args.index("p10")] = group
         assert cli_main(args) == 0
-    assert cli_main([
-        "merge-images", "--shards", str(out / "p10.h5"), str(out / "p11.h5"),
-        "--skipped", str(out / "p10.skipped.parquet"), str(out / "p11.skipped.parquet"),
-        "--out-index", str(out / "index.parquet"), "--out-skipped", str(out / "skipped.parquet"),
-    ]) == 0
+    assert (
+        cli_main(
+            [
+                "merge-images",
+                "--shards",
+                str(out / "p10.h5"),
+                str(out / "p11.h5"),
+                "--skipped",
+                str(out / "p10.skipped.parquet"),
+                str(out / "p11.skipped.parquet"),
+                "--out-index",
+                str(out / "index.parquet"),
+                "--out-skipped",
+                str(out / "skipped.parquet"),
+            ]
+        )
+        == 0
+    )
     merged = pd.read_parquet(out / "index.parquet")
     assert merged.values.tolist() == [
-        ["a1", "p10.h5", 0], ["a2", "p10.h5", 1], ["b1", "p10.h5", 2], ["b2", "p10.h5", 3], ["d1", "p11.h5", 0]
+        ["a1", "p10.h5", 0],
+        ["a2", "p10.h5", 1],
+        ["b1", "p10.h5", 2],
+        ["b2", "p10.h5", 3],
+        ["d1", "p11.h5", 0],
     ]
     assert pd.read_parquet(out / "skipped.parquet")["dicom_id"].tolist() == ["c1"]
 
@@ -501,18 +549,30 @@ def test_merge_rejects_a_dicom_id_in_two_shards(tmp_path, tiny_root):
     root, _ = tiny_root
     for name in ("x.h5", "y.h5"):
         assert cli_main(_shard_args(tmp_path, root, name, "--max-skipped-share", "0.5")) == 0
-    code = cli_main(["merge-images", "--shards", str(tmp_path / "x.h5"), str(tmp_path / "y.h5"),
-                     "--out-index", str(tmp_path / "i.parquet"), "--out-skipped", str(tmp_path / "s.parquet")])
+    code = cli_main(
+        [
+            "merge-images",
+            "--shards",
+            str(tmp_path / "x.h5"),
+            str(tmp_path / "y.h5"),
+            "--out-index",
+            str(tmp_path / "i.parquet"),
+            "--out-skipped",
+            str(tmp_path / "s.parquet"),
+        ]
+    )
     assert code != 0 and not (tmp_path / "i.parquet").exists()
 
 
 def test_parts_split_a_group_into_disjoint_ranges():
-    index = pd.DataFrame({
-        "dicom_id": [f"d{i:03d}" for i in range(23)],
-        "subject_id": [10000000 + i % 7 for i in range(23)],
-        "study_id": [50000000 + i for i in range(23)],
-        "group": ["p10"] * 20 + ["p11"] * 3,
-    })
+    index = pd.DataFrame(
+        {
+            "dicom_id": [f"d{i:03d}" for i in range(23)],
+            "subject_id": [10000000 + i % 7 for i in range(23)],
+            "study_id": [50000000 + i for i in range(23)],
+            "group": ["p10"] * 20 + ["p11"] * 3,
+        }
+    )
     parts = [select_shard_rows(index, "p10", k, 3) for k in (1, 2, 3)]
     assert [len(p) for p in parts] == [7, 6, 7]
     ids = [d for p in parts for d in p["dicom_id"]]
@@ -545,8 +605,13 @@ def test_synthetic_faults_land_in_skipped_with_their_kinds(synth_root, tmp_path)
         skipped, written = [], 0
         for group in GROUPS:
             rows = select_shard_rows(images, group)
-            n, skip = write_shard(rows, synth_root, tmp_path / fmt / f"{group}.h5", ShardSettings(size=32),
-                                  max_skipped_share=1.0)
+            n, skip = write_shard(
+                rows,
+                synth_root,
+                tmp_path / fmt / f"{group}.h5",
+                ShardSettings(size=32),
+                max_skipped_share=1.0,
+            )
             written += n
             skipped.append(skip)
         skipped = pd.concat(skipped, ignore_index=True)
@@ -591,8 +656,13 @@ def test_peak_memory_does_not_grow_with_the_shard(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TXTRAYALIGN_NO_PROGRESS": "1"}
     peaks = {}
     for n in (80, 480):
-        done = subprocess.run([sys.executable, "-c", script, str(n), str(tmp_path), str(tmp_path / f"{n}.h5")],
-                              env=env, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(n), str(tmp_path), str(tmp_path / f"{n}.h5")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         peaks[n] = int(done.stdout.split()[-1]) / 1024  # MiB
         with h5py.File(tmp_path / f"{n}.h5", "r") as h5:
             assert h5["images"].shape == (n, 512, 512)

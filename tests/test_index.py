@@ -53,20 +53,36 @@ def write_table(root: Path, name: str, rows: list[dict], columns: list[str] | No
 
 
 def write_tables(root: Path) -> None:
-    write_table(root, C.RECORD_LIST, [
-        {"subject_id": s, "study_id": t, "dicom_id": d, "path": rel_image(s, t, d, "dcm")} for s, t, d in IMAGES
-    ])
+    write_table(
+        root,
+        C.RECORD_LIST,
+        [
+            {"subject_id": s, "study_id": t, "dicom_id": d, "path": rel_image(s, t, d, "dcm")}
+            for s, t, d in IMAGES
+        ],
+    )
     studies = sorted({(s, t) for s, t, _ in IMAGES})
-    write_table(root, C.STUDY_LIST, [
-        {"subject_id": s, "study_id": t, "path": f"files/p{str(s)[:2]}/p{s}/s{t}.txt"} for s, t in studies
-    ])
-    write_table(root, C.METADATA, [
-        {"dicom_id": d, "subject_id": s, "study_id": t, "ViewPosition": v, "Rows": 3056, "Columns": 2544}
-        for (s, t, d), v in zip(IMAGES, VIEWS, strict=True)
-    ])
-    write_table(root, C.SPLIT_TABLE, [
-        {"dicom_id": d, "study_id": t, "subject_id": s, "split": sp} for (s, t, d), sp in zip(IMAGES, SPLITS, strict=True)
-    ])
+    write_table(
+        root,
+        C.STUDY_LIST,
+        [{"subject_id": s, "study_id": t, "path": f"files/p{str(s)[:2]}/p{s}/s{t}.txt"} for s, t in studies],
+    )
+    write_table(
+        root,
+        C.METADATA,
+        [
+            {"dicom_id": d, "subject_id": s, "study_id": t, "ViewPosition": v, "Rows": 3056, "Columns": 2544}
+            for (s, t, d), v in zip(IMAGES, VIEWS, strict=True)
+        ],
+    )
+    write_table(
+        root,
+        C.SPLIT_TABLE,
+        [
+            {"dicom_id": d, "study_id": t, "subject_id": s, "split": sp}
+            for (s, t, d), sp in zip(IMAGES, SPLITS, strict=True)
+        ],
+    )
 
 
 def check_contract(images: pd.DataFrame, studies: pd.DataFrame, problems: pd.DataFrame) -> None:
@@ -148,7 +164,9 @@ def test_table_missing_a_column_names_file_and_column(tmp_path):
     root = make_tree(tmp_path)
     write_tables(root)
     cols = [c for c in C.TABLE_COLUMNS[C.METADATA] if c != "ViewPosition"]
-    write_table(root, C.METADATA, [{"dicom_id": d, "subject_id": s, "study_id": t} for s, t, d in IMAGES], cols)
+    write_table(
+        root, C.METADATA, [{"dicom_id": d, "subject_id": s, "study_id": t} for s, t, d in IMAGES], cols
+    )
     with pytest.raises(TableError, match=r"mimic-cxr-2\.0\.0-metadata\.csv\.gz.*'ViewPosition'"):
         build_index(root, "auto")
     out = tmp_path / "out"
@@ -201,8 +219,10 @@ def test_tree_without_tables_is_scanned(tmp_path):
     assert (images["split"] == images["subject_id"].map(hash_split)).all()
     assert len(studies) == 5
     kinds = problems.set_index("kind")["path"].to_dict()
-    assert kinds == {"unrecognised_path": "files/p10/notes.dcm",
-                     "study_without_images": "files/p12/p12000001/s59999999.txt"}
+    assert kinds == {
+        "unrecognised_path": "files/p10/notes.dcm",
+        "study_without_images": "files/p12/p12000001/s59999999.txt",
+    }
 
 
 def test_auto_format_prefers_jpg(tmp_path):
@@ -234,7 +254,9 @@ def test_synthetic_dataset_through_the_cli(synth_root, tmp_path):
         assert len(images) == len(record) and (images["format"] == fmt).all()
         split = pd.read_csv(synth_root / C.SPLIT_TABLE).set_index("dicom_id")["split"]
         assert (images.set_index("dicom_id")["split"] == split.reindex(images["dicom_id"])).all()
-        meta = pd.read_csv(synth_root / C.METADATA, keep_default_na=False).set_index("dicom_id")["ViewPosition"]
+        meta = pd.read_csv(synth_root / C.METADATA, keep_default_na=False).set_index("dicom_id")[
+            "ViewPosition"
+        ]
         assert (images.set_index("dicom_id")["view"] == meta.reindex(images["dicom_id"])).all()
         assert len(studies) == len(pd.read_csv(synth_root / C.STUDY_LIST))
         with open(synth_root / "faults.csv", newline="") as fh:

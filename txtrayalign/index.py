@@ -200,7 +200,8 @@ def _images_from_tables(root: Path, fmt: str, ext: str) -> tuple[pd.DataFrame | 
         if table is not None:
             df = table.drop_duplicates("dicom_id").copy()
             df["path"] = [
-                image_path(s, t, d, ext) for s, t, d in zip(df.subject_id, df.study_id, df.dicom_id, strict=True)
+                image_path(s, t, d, ext)
+                for s, t, d in zip(df.subject_id, df.study_id, df.dicom_id, strict=True)
             ]
             return df, name
     return None, ""
@@ -235,8 +236,16 @@ def build_index(
         for rel in progress(disk_images, desc="index files", unit="file"):
             ids = ids_from_path(rel)
             if ids is None:
-                problems.append(_problem("unrecognised_path", rel, None, None, "",
-                                         "path does not follow files/pXX/p<subject>/s<study>/<file>"))
+                problems.append(
+                    _problem(
+                        "unrecognised_path",
+                        rel,
+                        None,
+                        None,
+                        "",
+                        "path does not follow files/pXX/p<subject>/s<study>/<file>",
+                    )
+                )
                 continue
             rows.append((ids[2], ids[0], ids[1], rel))
         images = pd.DataFrame(rows, columns=["dicom_id", "subject_id", "study_id", "path"])
@@ -246,27 +255,50 @@ def build_index(
         in_table = set(images["path"])
         present = images["path"].isin(on_disk).to_numpy()
         for row in images.loc[~present].itertuples(index=False):
-            problems.append(_problem("missing_file", row.path, row.subject_id, row.study_id, row.dicom_id,
-                                     f"listed in {source} but absent on disk"))
+            problems.append(
+                _problem(
+                    "missing_file",
+                    row.path,
+                    row.subject_id,
+                    row.study_id,
+                    row.dicom_id,
+                    f"listed in {source} but absent on disk",
+                )
+            )
         for rel in sorted(on_disk - in_table):
             ids = ids_from_path(rel) or (None, None, os.path.splitext(os.path.basename(rel))[0])
-            problems.append(_problem("not_in_table", rel, ids[0], ids[1], ids[2],
-                                     f"on disk but not listed in {source}"))
+            problems.append(
+                _problem("not_in_table", rel, ids[0], ids[1], ids[2], f"on disk but not listed in {source}")
+            )
         images = images.loc[present].reset_index(drop=True)
 
     dup = images["dicom_id"].duplicated(keep="first")
     for row in images.loc[dup].itertuples(index=False):
-        problems.append(_problem("duplicate_dicom_id", row.path, row.subject_id, row.study_id, row.dicom_id,
-                                 "dicom_id listed more than once; first kept"))
+        problems.append(
+            _problem(
+                "duplicate_dicom_id",
+                row.path,
+                row.subject_id,
+                row.study_id,
+                row.dicom_id,
+                "dicom_id listed more than once; first kept",
+            )
+        )
     images = images.loc[~dup].reset_index(drop=True)
 
     metadata = read_table(root, constants.METADATA, usecols=["dicom_id", "ViewPosition"])
-    view = dict(zip(metadata.dicom_id, metadata.ViewPosition.str.strip(), strict=True)) if metadata is not None else {}
+    view = (
+        dict(zip(metadata.dicom_id, metadata.ViewPosition.str.strip(), strict=True))
+        if metadata is not None
+        else {}
+    )
     images["view"] = [view.get(d, "") for d in images["dicom_id"]]
 
     images["split"] = _assign_splits(root, images, problems)
     images["group"] = images["subject_id"].map(constants.group_of)
-    images["format"] = images["path"].map(lambda p: os.path.splitext(p)[1].lower().lstrip(".").replace("jpeg", "jpg"))
+    images["format"] = images["path"].map(
+        lambda p: os.path.splitext(p)[1].lower().lstrip(".").replace("jpeg", "jpg")
+    )
     images = images[IMAGE_COLUMNS].sort_values(["subject_id", "study_id", "dicom_id"]).reset_index(drop=True)
 
     studies = _build_studies(root, images, disk_reports, problems)
@@ -296,12 +328,22 @@ def _assign_splits(root: Path, images: pd.DataFrame, problems: list[dict]) -> pd
         fill = fill.fillna(images.loc[missing, "subject_id"].map(hash_split))
         split.loc[missing] = fill
         for idx, row in images.loc[missing].iterrows():
-            problems.append(_problem("no_split", row.path, row.subject_id, row.study_id, row.dicom_id,
-                                     f"not in the split table; assigned {split[idx]!r}"))
+            problems.append(
+                _problem(
+                    "no_split",
+                    row.path,
+                    row.subject_id,
+                    row.study_id,
+                    row.dicom_id,
+                    f"not in the split table; assigned {split[idx]!r}",
+                )
+            )
     return split.astype(str)
 
 
-def _build_studies(root: Path, images: pd.DataFrame, disk_reports: list[str], problems: list[dict]) -> pd.DataFrame:
+def _build_studies(
+    root: Path, images: pd.DataFrame, disk_reports: list[str], problems: list[dict]
+) -> pd.DataFrame:
     study_list = read_table(root, constants.STUDY_LIST)
     split_of_study = images.drop_duplicates("study_id").set_index("study_id")["split"]
     split_of_subject = images.drop_duplicates("subject_id").set_index("subject_id")["split"]
@@ -318,7 +360,9 @@ def _build_studies(root: Path, images: pd.DataFrame, disk_reports: list[str], pr
             if subject and study:
                 pairs.add((int(subject.group(1)), int(study.group(1))))
         studies = pd.DataFrame(sorted(pairs), columns=["subject_id", "study_id"]).astype("int64")
-        studies["report_path"] = [report_path(s, t) for s, t in zip(studies.subject_id, studies.study_id, strict=True)]
+        studies["report_path"] = [
+            report_path(s, t) for s, t in zip(studies.subject_id, studies.study_id, strict=True)
+        ]
     studies = studies.drop_duplicates("study_id").reset_index(drop=True)
 
     split = studies["study_id"].map(split_of_study)
@@ -331,11 +375,27 @@ def _build_studies(root: Path, images: pd.DataFrame, disk_reports: list[str], pr
     with_images = set(images["study_id"])
     for row in studies.itertuples(index=False):
         if row.report_path not in reports:
-            problems.append(_problem("missing_report", row.report_path, row.subject_id, row.study_id, "",
-                                     "the study's report file is absent"))
+            problems.append(
+                _problem(
+                    "missing_report",
+                    row.report_path,
+                    row.subject_id,
+                    row.study_id,
+                    "",
+                    "the study's report file is absent",
+                )
+            )
         if row.study_id not in with_images:
-            problems.append(_problem("study_without_images", row.report_path, row.subject_id, row.study_id, "",
-                                     "no image of this study is indexed"))
+            problems.append(
+                _problem(
+                    "study_without_images",
+                    row.report_path,
+                    row.subject_id,
+                    row.study_id,
+                    "",
+                    "no image of this study is indexed",
+                )
+            )
     studies = studies[STUDY_COLUMNS].sort_values(["subject_id", "study_id"]).reset_index(drop=True)
     return studies.astype({"subject_id": "int64", "study_id": "int64"})
 
@@ -344,11 +404,18 @@ def _build_studies(root: Path, images: pd.DataFrame, disk_reports: list[str], pr
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True, help="dataset root holding files/ and (optionally) the MIMIC tables")
-    parser.add_argument("--out-dir", required=True,
-                        help="folder for images.parquet, studies.parquet and problems.parquet")
-    parser.add_argument("--format", default="auto", choices=FORMATS,
-                        help="image format to index: auto picks jpg when any .jpg exists, else dcm (default auto)")
+    parser.add_argument(
+        "--root", required=True, help="dataset root holding files/ and (optionally) the MIMIC tables"
+    )
+    parser.add_argument(
+        "--out-dir", required=True, help="folder for images.parquet, studies.parquet and problems.parquet"
+    )
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        help="image format to index: auto picks jpg when any .jpg exists, else dcm (default auto)",
+    )
     parser.add_argument("--log", default=None, help="also write the log to this file")
 
 
@@ -364,7 +431,14 @@ def run(args: argparse.Namespace) -> int:
     write_parquet_atomic(studies, out / "studies.parquet")
     write_parquet_atomic(problems, out / "problems.parquet")
     counts = problems["kind"].value_counts().to_dict() if len(problems) else {}
-    log.info("wrote %s: %d images, %d studies, %d problems %s", out, len(images), len(studies), len(problems), counts)
+    log.info(
+        "wrote %s: %d images, %d studies, %d problems %s",
+        out,
+        len(images),
+        len(studies),
+        len(problems),
+        counts,
+    )
     if images.empty:
         log.warning("no images indexed under %s", args.root)
     return 0

@@ -28,14 +28,20 @@ INDEX_COLUMNS = ["dicom_id", "path", "group"]
 
 
 def _add_preprocessing(parser: argparse.ArgumentParser, required_size: bool = True) -> None:
-    parser.add_argument("--size", type=int, required=required_size, help="output side S in pixels (images are S x S)")
     parser.add_argument(
-        "--resize-mode", default="center_crop", choices=RESIZE_MODES,
+        "--size", type=int, required=required_size, help="output side S in pixels (images are S x S)"
+    )
+    parser.add_argument(
+        "--resize-mode",
+        default="center_crop",
+        choices=RESIZE_MODES,
         help="center_crop: central square of the short side, resampled to S; pad: long side to S, "
         "centred on black; shortest_side: torchvision Resize(S)+CenterCrop(S) (default center_crop)",
     )
     parser.add_argument(
-        "--window", default="bitdepth", choices=WINDOWS,
+        "--window",
+        default="bitdepth",
+        choices=WINDOWS,
         help="8-bit scaling: bitdepth maps the stored bit depth's range (after rescale and the file's "
         "VOI window/LUT) to 0..255; percentile maps the image's 0.5-99.5 percentiles (default bitdepth)",
     )
@@ -47,21 +53,33 @@ def configure_shard(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", required=True, help="MIMIC group to write, p10 ... p19")
     parser.add_argument("--part", type=int, default=1, help="which part of the group, 1-based (default 1)")
     parser.add_argument(
-        "--parts", type=int, default=1,
+        "--parts",
+        type=int,
+        default=1,
         help="split the group into this many contiguous ranges of its rows sorted by "
         "(subject_id, study_id, dicom_id) (default 1)",
     )
     _add_preprocessing(parser)
-    parser.add_argument("--compression", default="none", choices=COMPRESSIONS,
-                        help="HDF5 compression of the images dataset (default none)")
-    parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1: no pool)")
-    parser.add_argument("--chunksize", type=int, default=8, help="images per task sent to a worker (default 8)")
     parser.add_argument(
-        "--max-skipped-share", type=float, default=0.01,
+        "--compression",
+        default="none",
+        choices=COMPRESSIONS,
+        help="HDF5 compression of the images dataset (default none)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1: no pool)")
+    parser.add_argument(
+        "--chunksize", type=int, default=8, help="images per task sent to a worker (default 8)"
+    )
+    parser.add_argument(
+        "--max-skipped-share",
+        type=float,
+        default=0.01,
         help="fail (and write no shard) when more than this share of the images cannot be decoded (default 0.01)",
     )
     parser.add_argument("--out", required=True, help="the shard to write, e.g. images/256/p10.h5")
-    parser.add_argument("--skipped", required=True, help="parquet of the files skipped: path, dicom_id, error_kind, message")
+    parser.add_argument(
+        "--skipped", required=True, help="parquet of the files skipped: path, dicom_id, error_kind, message"
+    )
     parser.add_argument("--log", default=None, help="also write the log to this file")
 
 
@@ -89,8 +107,13 @@ def run_shard(args: argparse.Namespace) -> int:
         log.warning("shard %s has no images in %s: writing an empty shard", name, args.index)
     try:
         written, skipped = write_shard(
-            rows, args.root, args.out, settings,
-            compression=args.compression, workers=args.workers, chunksize=args.chunksize,
+            rows,
+            args.root,
+            args.out,
+            settings,
+            compression=args.compression,
+            workers=args.workers,
+            chunksize=args.chunksize,
             max_skipped_share=args.max_skipped_share,
         )
     except SkippedShareExceeded as exc:
@@ -117,8 +140,14 @@ def run_merge(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    log.info("wrote %s: %d images in %d shards; %s: %d skipped",
-             args.out_index, len(index), len(args.shards), args.out_skipped, len(skipped))
+    log.info(
+        "wrote %s: %d images in %d shards; %s: %d skipped",
+        args.out_index,
+        len(index),
+        len(args.shards),
+        args.out_skipped,
+        len(skipped),
+    )
     return 0
 
 

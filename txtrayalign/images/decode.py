@@ -63,7 +63,9 @@ class ImageDecodeError(Exception):
         self.message = message
 
 
-def decode_image(path: str | os.PathLike, window: str = "bitdepth", min_side: int | None = None) -> np.ndarray:
+def decode_image(
+    path: str | os.PathLike, window: str = "bitdepth", min_side: int | None = None
+) -> np.ndarray:
     """Decode `path` into a 2-D uint8 array (rows, columns), bone bright.
 
     `min_side`: the caller will downscale to about this size; JPEGs may then be decoded at a reduced
@@ -166,14 +168,19 @@ def _decode_dicom(path: Path, window: str) -> np.ndarray:
 def _looks_truncated(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, EOFError) or any(
-        s in text for s in ("truncat", "end of file", "unexpected end", "eof", "shorter than", "doesn't match")
+        s in text
+        for s in ("truncat", "end of file", "unexpected end", "eof", "shorter than", "doesn't match")
     )
 
 
 def _looks_like_dicom(ds) -> bool:
-    return bool(getattr(ds, "preamble", None)) or any(
-        t in ds for t in ("SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID", "PatientID")
-    ) or bool(getattr(ds, "file_meta", None))
+    return (
+        bool(getattr(ds, "preamble", None))
+        or any(
+            t in ds for t in ("SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID", "PatientID")
+        )
+        or bool(getattr(ds, "file_meta", None))
+    )
 
 
 def _ensure_transfer_syntax(ds) -> None:
@@ -206,7 +213,9 @@ def _stored_values(ds, path: Path) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except NotImplementedError as exc:
-        raise ImageDecodeError("unsupported_syntax", f"{path}: transfer syntax {ts.name} ({ts}): {exc}") from exc
+        raise ImageDecodeError(
+            "unsupported_syntax", f"{path}: transfer syntax {ts.name} ({ts}): {exc}"
+        ) from exc
     except RuntimeError as exc:
         text = str(exc)
         if "plugin" in text or "decoder" in text.lower() or "Unable to decode" in text:
@@ -216,7 +225,9 @@ def _stored_values(ds, path: Path) -> np.ndarray:
         raise ImageDecodeError(kind, f"{path}: transfer syntax {ts.name}: {text}") from exc
     except (ValueError, EOFError, OSError, TypeError, KeyError, AttributeError, IndexError) as exc:
         kind = "truncated" if _looks_truncated(exc) else "decode_error"
-        raise ImageDecodeError(kind, f"{path}: transfer syntax {ts.name}: {type(exc).__name__}: {exc}") from exc
+        raise ImageDecodeError(
+            kind, f"{path}: transfer syntax {ts.name}: {type(exc).__name__}: {exc}"
+        ) from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if frames > 1:

@@ -109,7 +109,10 @@ def decode_in_order(
     2 * workers batches are in flight, so finished images never pile up in memory when writing is
     slower than decoding (plain `imap` has no such back-pressure).
     """
-    batches = [[(i, p) for i, p in enumerate(paths[s : s + chunksize], start=s)] for s in range(0, len(paths), chunksize)]
+    batches = [
+        [(i, p) for i, p in enumerate(paths[s : s + chunksize], start=s)]
+        for s in range(0, len(paths), chunksize)
+    ]
     if workers <= 1:
         _init_worker(settings)
         for batch in batches:
@@ -175,15 +178,26 @@ def write_shard(
             chunks=(1, size, size),
             compression=None if compression == "none" else compression,
         )
-        ids = h5.create_dataset("dicom_id", shape=(total,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"))
-        for pos, image, kind, message in progress(results, desc=f"shard {Path(out).stem}", total=total, unit="img"):
+        ids = h5.create_dataset(
+            "dicom_id", shape=(total,), maxshape=(None,), dtype=h5py.string_dtype("utf-8")
+        )
+        for pos, image, kind, message in progress(
+            results, desc=f"shard {Path(out).stem}", total=total, unit="img"
+        ):
             if image is None:
                 skipped.append(
-                    {"path": rel_paths[pos], "dicom_id": dicom_ids[pos], "error_kind": kind, "message": message}
+                    {
+                        "path": rel_paths[pos],
+                        "dicom_id": dicom_ids[pos],
+                        "error_kind": kind,
+                        "message": message,
+                    }
                 )
                 log.warning("skipped %s (%s): %s", rel_paths[pos], kind, message)
                 if len(skipped) > allowed:
-                    raise SkippedShareExceeded(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), total, max_skipped_share)
+                    raise SkippedShareExceeded(
+                        pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), total, max_skipped_share
+                    )
                 continue
             images[written] = image
             ids[written] = dicom_ids[pos]
@@ -232,14 +246,22 @@ def merge_shards(
         elif any(settings[k] != reference[k] for k in settings):
             raise ValueError(f"{shard}: settings {settings} differ from {reference['shard']}'s {reference}")
         name = os.path.relpath(shard.resolve(), out_dir)
-        frames.append(pd.DataFrame({"dicom_id": ids, "shard": name, "row": np.arange(len(ids), dtype=np.int64)}))
-    index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {"dicom_id": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "row": pd.Series(dtype="int64")}
+        frames.append(
+            pd.DataFrame({"dicom_id": ids, "shard": name, "row": np.arange(len(ids), dtype=np.int64)})
+        )
+    index = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            {"dicom_id": pd.Series(dtype=str), "shard": pd.Series(dtype=str), "row": pd.Series(dtype="int64")}
+        )
     )
     dup = index["dicom_id"].duplicated(keep=False)
     if dup.any():
         first = index.loc[dup].sort_values("dicom_id").head(2)
-        raise ValueError(f"dicom_id {first['dicom_id'].iloc[0]!r} is in more than one shard: {list(first['shard'])}")
+        raise ValueError(
+            f"dicom_id {first['dicom_id'].iloc[0]!r} is in more than one shard: {list(first['shard'])}"
+        )
     skipped_frames = [pd.read_parquet(p, columns=SKIPPED_COLUMNS) for p in skipped]
     skipped_all = (
         pd.concat(skipped_frames, ignore_index=True)
