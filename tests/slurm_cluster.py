@@ -66,9 +66,13 @@ def skip_reason(env: dict[str, str] | None = None) -> str | None:
         return "SLURM tests need root to run munged/slurmctld/slurmd"
     missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
     if missing:
-        return f"SLURM binaries not found: {', '.join(missing)} (install them with `bash ci/install-slurm.sh`)"
+        return (
+            f"SLURM binaries not found: {', '.join(missing)} (install them with `bash ci/install-slurm.sh`)"
+        )
     if SYSTEM_CONF.exists():
-        return f"this machine has a SLURM configuration ({SYSTEM_CONF}); jobs of the test cluster would use it"
+        return (
+            f"this machine has a SLURM configuration ({SYSTEM_CONF}); jobs of the test cluster would use it"
+        )
     _remove_stale_link()
     if CLIENT_CONF_LINK.exists() or CLIENT_CONF_LINK.is_symlink():
         return f"{CLIENT_CONF_LINK} exists (a configless slurmd or another test cluster is running here)"
@@ -79,7 +83,11 @@ def _remove_stale_link() -> None:
     """Remove a /run/slurm/conf link left by a test cluster that was killed before its teardown."""
     if CLIENT_CONF_LINK.is_symlink():
         target = Path(os.readlink(CLIENT_CONF_LINK))
-        if target.name == "etc" and target.parent.name.startswith("txtrayalign-slurm-") and not target.exists():
+        if (
+            target.name == "etc"
+            and target.parent.name.startswith("txtrayalign-slurm-")
+            and not target.exists()
+        ):
             CLIENT_CONF_LINK.unlink()
 
 
@@ -101,13 +109,18 @@ def node_hardware() -> str:
     memory than configured.
     """
     out = subprocess.run([_which("slurmd") or "slurmd", "-C"], capture_output=True, text=True, timeout=30)
-    found = dict(re.findall(r"\b(CPUs|SocketsPerBoard|CoresPerSocket|ThreadsPerCore|RealMemory)=(\d+)", out.stdout))
+    found = dict(
+        re.findall(r"\b(CPUs|SocketsPerBoard|CoresPerSocket|ThreadsPerCore|RealMemory)=(\d+)", out.stdout)
+    )
     if out.returncode != 0 or "CPUs" not in found or "RealMemory" not in found:
         raise RuntimeError(f"`slurmd -C` did not report CPUs/RealMemory: {out.stdout!r} {out.stderr!r}")
     words = [f"CPUs={found['CPUs']}"]
     if {"SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore"} <= found.keys():
-        words += [f"Sockets={found['SocketsPerBoard']}", f"CoresPerSocket={found['CoresPerSocket']}",
-                  f"ThreadsPerCore={found['ThreadsPerCore']}"]
+        words += [
+            f"Sockets={found['SocketsPerBoard']}",
+            f"CoresPerSocket={found['CoresPerSocket']}",
+            f"ThreadsPerCore={found['ThreadsPerCore']}",
+        ]
     words.append(f"RealMemory={int(int(found['RealMemory']) * 0.95)}")
     return " ".join(words)
 
@@ -172,8 +185,12 @@ class SlurmCluster:
         """Cancel every job of this cluster, then stop the daemons we started, newest first."""
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
             with contextlib.suppress(Exception):
-                subprocess.run(["scancel", "--full", "--partition", PARTITION], env=self.env,
-                               capture_output=True, timeout=15)
+                subprocess.run(
+                    ["scancel", "--full", "--partition", PARTITION],
+                    env=self.env,
+                    capture_output=True,
+                    timeout=15,
+                )
                 self._wait_until(lambda: not self.job_ids(), timeout=15, what="cancelled jobs to leave")
         for name in reversed(list(self.processes)):
             proc = self.processes.pop(name)
@@ -193,16 +210,26 @@ class SlurmCluster:
 
     def job_ids(self) -> list[str]:
         """Ids of the jobs squeue still knows (pending, running or recently finished)."""
-        out = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i"], env=self.env,
-                             capture_output=True, text=True, timeout=15)
+        out = subprocess.run(
+            ["squeue", "--noheader", "--states=all", "--format=%i"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
         return out.stdout.split()
 
     def job_states(self) -> dict[str, str]:
         """Job id -> state (COMPLETED, FAILED, ...) for every job squeue still knows."""
-        out = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T"], env=self.env,
-                             capture_output=True, text=True, timeout=15)
+        out = subprocess.run(
+            ["squeue", "--noheader", "--states=all", "--format=%i|%T"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
         return dict(line.split("|", 1) for line in out.stdout.split())
@@ -298,7 +325,10 @@ class SlurmCluster:
         out = open(self.root / "log" / f"{name}.out.log", "wb")  # noqa: SIM115 - owned by the process
         try:
             self.processes[name] = subprocess.Popen(
-                [str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                [str(c) for c in cmd],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
                 start_new_session=True,
             )
         finally:
@@ -309,8 +339,13 @@ class SlurmCluster:
             for name, proc in self.processes.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}\n{self.logs()}")
-            out = subprocess.run(["sinfo", "--noheader", "--format=%t"], env=self.env,
-                                 capture_output=True, text=True, timeout=15)
+            out = subprocess.run(
+                ["sinfo", "--noheader", "--format=%t"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
             return out.returncode == 0 and out.stdout.strip() == "idle"
 
         self._wait_until(idle, timeout=timeout, what="the node to become idle")
@@ -333,9 +368,21 @@ def main() -> int:
         return 1
     with SlurmCluster.started() as cluster:
         out_file = cluster.root / "hello.out"
-        sub = subprocess.run(["sbatch", "--parsable", "--gpus=1", "--mem=100", f"--output={out_file}",
-                              "--wrap", "echo job $SLURM_JOB_ID on $(hostname)"],
-                             env=cluster.env, capture_output=True, text=True, timeout=30)
+        sub = subprocess.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--gpus=1",
+                "--mem=100",
+                f"--output={out_file}",
+                "--wrap",
+                "echo job $SLURM_JOB_ID on $(hostname)",
+            ],
+            env=cluster.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if sub.returncode != 0:
             print(f"sbatch failed: {sub.stderr}\n{cluster.logs()}")
             return 1

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from slurm_cluster import SlurmCluster, skip_reason
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +31,14 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 # What the test cluster changes from the shipped profile (see the module docstring).
 TEST_CLUSTER_ARGS = [
-    "--jobs", "2",
-    "--latency-wait", "5",
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "3",
+    "--jobs",
+    "2",
+    "--latency-wait",
+    "5",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "3",
     "--slurm-keep-successful-logs",
 ]
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
@@ -57,8 +60,13 @@ def run_snakemake(cluster: SlurmCluster, args: list[str], cwd: Path, timeout: fl
     hard (SIGKILL to its whole process group) and its jobs are cancelled through SLURM.
     """
     proc = subprocess.Popen(
-        [*SNAKEMAKE, *args], cwd=cwd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        [*SNAKEMAKE, *args],
+        cwd=cwd,
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -78,8 +86,14 @@ def submitted_jobs(log: str) -> dict[str, str]:
 
 
 def scontrol_job(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id], env=cluster.env,
-                         capture_output=True, text=True, timeout=15, check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job_id],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=True,
+    ).stdout
     return dict(word.split("=", 1) for word in out.split() if "=" in word)
 
 
@@ -106,7 +120,9 @@ TWO_RULES = textwrap.dedent(
 
 def test_profile_submits_jobs_with_sbatch(cluster: SlurmCluster, tmp_path: Path) -> None:
     (tmp_path / "Snakefile").write_text(TWO_RULES)
-    log = run_snakemake(cluster, ["--profile", str(PROFILE), *TEST_CLUSTER_ARGS, "all"], tmp_path, timeout=180)
+    log = run_snakemake(
+        cluster, ["--profile", str(PROFILE), *TEST_CLUSTER_ARGS, "all"], tmp_path, timeout=180
+    )
 
     gpu_job, cpu_job = (tmp_path / "gpu.txt").read_text().split()
     cpu_job_again = (tmp_path / "cpu.txt").read_text().strip()
@@ -129,6 +145,8 @@ def test_profile_submits_jobs_with_sbatch(cluster: SlurmCluster, tmp_path: Path)
     )
 
     # Exact rerun semantics: a second run with nothing changed submits nothing.
-    again = run_snakemake(cluster, ["--profile", str(PROFILE), *TEST_CLUSTER_ARGS, "all"], tmp_path, timeout=60)
+    again = run_snakemake(
+        cluster, ["--profile", str(PROFILE), *TEST_CLUSTER_ARGS, "all"], tmp_path, timeout=60
+    )
     assert submitted_jobs(again) == {}
     assert "Nothing to be done" in again
