@@ -112,7 +112,7 @@ def write_dicom(path: Path, img: np.ndarray, style: DicomStyle, *, subject_id: i
         ds.VOILUTFunction = "LINEAR"
     ds.PixelData = stored_pixels(img, style).tobytes()
     if style.compressed:
-        ds.compress(RLELossless, encoding_plugin="pylibjpeg")
+        ds.compress(RLELossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
     ds.save_as(path, enforce_file_format=True)
 
 

@@ -61,7 +61,7 @@ def inject_faults(root: Path, plans: list[StudyPlan], images: dict[int, list[str
         log.warning("only %d studies for %d faults: some kinds get fewer", len(plans), len(wanted))
         wanted = [k for i in range(per_kind) for k in kinds][: len(plans)]
     rows: list[dict] = []
-    for n, (kind, i) in enumerate(zip(wanted, order)):
+    for n, (kind, i) in enumerate(zip(wanted, order, strict=False)):
         plan = plans[int(i)]
         did = images[plan.study_id][0]
         if kind in IMAGE_FAULTS:

@@ -73,7 +73,7 @@ _LOADINGS: dict[str, tuple[float, float, float]] = {
 _P_ABNORMAL = 1.0 - PREVALENCE[NO_FINDING]
 _P_DEVICES_IF_NORMAL = 0.12
 # Conditioning on "at least one pathology" inflates marginals a little; this shrink compensates.
-_SHRINK = 0.8
+_SHRINK = 0.7
 _SHRINK_DEVICES = 0.85
 
 DEVICES: list[str] = ["endotracheal tube", "nasogastric tube", "central venous catheter", "picc",
@@ -211,7 +211,7 @@ def draw_labels(rng: np.random.Generator) -> StudyLabels:
                 break
         else:  # pragma: no cover - vanishingly rare
             present[_ITEMS.index("Lung Opacity")] = True
-    for item, is_present in zip(_ITEMS, present):
+    for item, is_present in zip(_ITEMS, present, strict=False):
         if is_present:
             value = -1.0 if rng.random() < UNCERTAIN_SHARE[item] else 1.0
         elif rng.random() < NEGATION_SHARE[item] * (0.6 if normal else 1.0):

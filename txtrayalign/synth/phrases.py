@@ -28,8 +28,9 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "Fracture": ("fracture",),
     "Support Devices": ("tube", "catheter", "pacemaker", "picc", "monitoring leads"),
 }
-NEGATION_CUES: tuple[str, ...] = ("no ", "without", "free of", "resolved", "normal", "not ")
-UNCERTAINTY_CUES: tuple[str, ...] = ("possible", "may ", "cannot be excluded", "cannot exclude", "questionable")
+# Whole-word cues of negated and uncertain statements (as regular expressions).
+NEGATION_CUES = r"\b(no|not|without|free of|resolved|normal)\b"
+UNCERTAINTY_CUES = r"\b(possible|may|cannot be excluded|cannot exclude|questionable)\b"
 
 ORDINALS = {4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth", 9: "ninth"}
 

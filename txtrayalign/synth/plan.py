@@ -92,7 +92,7 @@ def plan_dataset(studies: int, seed: int) -> list[StudyPlan]:
     seen: set[str] = set()
     plans: list[StudyPlan] = []
     k = 0
-    for p, (subject, n) in enumerate(zip(subjects, counts)):
+    for p, (subject, n) in enumerate(zip(subjects, counts, strict=False)):
         day = dt.date(2110, 1, 1) + dt.timedelta(days=int(rng.integers(0, 365 * 90)))
         for _ in range(n):
             ids = tuple(dicom_id(w) for w in words[k])

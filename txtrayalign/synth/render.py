@@ -20,7 +20,7 @@ from PIL import Image
 
 from txtrayalign.synth.labels import Finding
 
-MAX_GRID = 256
+MAX_GRID = 192
 F32 = np.float32
 
 
@@ -82,7 +82,7 @@ def _coords(anat: Anatomy, g: int) -> tuple[np.ndarray, np.ndarray]:
 def _segment_distance(X: np.ndarray, Y: np.ndarray, points: Sequence[tuple[float, float]]) -> np.ndarray:
     """Distance from every pixel to a polyline."""
     d = np.full(X.shape, np.inf, dtype=F32)
-    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=False):
         vx, vy = x1 - x0, y1 - y0
         t = np.clip(((X - x0) * vx + (Y - y0) * vy) / max(vx * vx + vy * vy, 1e-9), 0, 1)
         np.minimum(d, np.hypot(X - x0 - t * vx, Y - y0 - t * vy), out=d)
@@ -367,26 +367,27 @@ def _devices(cv: _Canvas, A: np.ndarray, f: Finding, lw: float, hx: float, hy: f
     w = max(lw, 0.005)
     carina = 0.36
     side = _side_signs(f.side)[0]
+    s = f.strength
     for device in f.devices:
         if device == "endotracheal tube":
-            cv.line(A, [(0.502, 0.0), (0.5, carina - 0.06)], w, 0.7)
+            cv.line(A, [(0.502, 0.0), (0.5, carina - 0.06)], w, 0.7 * s)
         elif device == "nasogastric tube":
-            cv.line(A, [(0.49, 0.0), (0.492, 0.4), (0.51, dome), (0.6, dome + 0.07)], w, 0.6)
+            cv.line(A, [(0.49, 0.0), (0.492, 0.4), (0.51, dome), (0.6, dome + 0.07)], w, 0.6 * s)
         elif device == "central venous catheter":
             cv.line(A, [(0.5 + side * 0.12, 0.05), (0.5 + side * 0.07, 0.18), (0.5 + side * 0.03, 0.26), (0.48, 0.34)],
-                    w, 0.6)
+                    w, 0.6 * s)
         elif device == "picc":
             cv.line(A, [(0.5 + side * 0.48, 0.3), (0.5 + side * 0.3, 0.17), (0.5 + side * 0.08, 0.2), (0.48, 0.33)],
-                    w, 0.6)
+                    w, 0.6 * s)
         elif device == "pacemaker":
             sl = cv.box(0.5 + 0.17, 0.14, 0.5 + 0.25, 0.2)
             X, Y = cv.X[sl], cv.Y[sl]
-            A[sl] += 0.9 * smoothstep(0.036, 0.03, np.abs(X - 0.5 - 0.21)) * smoothstep(0.026, 0.02, np.abs(Y - 0.17))
-            cv.line(A, [(0.5 + 0.19, 0.17), (0.5 + 0.06, 0.22), (0.49, 0.4), (hx - 0.02, hy + 0.04)], w, 0.6)
+            A[sl] += 0.9 * s * smoothstep(0.036, 0.03, np.abs(X - 0.5 - 0.21)) * smoothstep(0.026, 0.02, np.abs(Y - 0.17))
+            cv.line(A, [(0.5 + 0.19, 0.17), (0.5 + 0.06, 0.22), (0.49, 0.4), (hx - 0.02, hy + 0.04)], w, 0.6 * s)
         elif device == "monitoring leads":
             for ex, ey in ((0.5 - 0.25, 0.2), (0.5 + 0.25, 0.2), (0.5 + 0.22, 0.62)):
-                cv.ring(A, ex, ey, 0.018, w, 0.6)
-            cv.line(A, [(0.5 - 0.25, 0.2), (0.38, 0.08), (0.5, 0.02)], w, 0.45)
+                cv.ring(A, ex, ey, 0.018, w, 0.6 * s)
+            cv.line(A, [(0.5 - 0.25, 0.2), (0.38, 0.08), (0.5, 0.02)], w, 0.45 * s)
 
 
 def _lateral(anat: Anatomy, present: Mapping[str, Finding], g: int) -> np.ndarray:
