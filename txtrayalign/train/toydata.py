@@ -92,3 +92,15 @@ def write_toy_dataset(root: Path, studies: int = 120, image_size: int = 32, seed
     pd.DataFrame(sections).to_parquet(paths["sections"], index=False)
     pd.DataFrame(rows).to_parquet(paths["split"], index=False)
     return paths
+
+
+def tiny_experiment(image_size: int = 32, **train: object) -> dict:
+    """Experiment settings for a seconds-long CPU run on the toy dataset (tests, smoke benchmarks)."""
+    from txtrayalign.train.config import resolve
+
+    settings = {
+        "epochs": 4, "batch_size": 16, "image_size": image_size, "num_workers": 0, "warmup_steps": 5,
+        "lr_image": 1e-3, "lr_text": 1e-3, "lr_head": 1e-3, "checkpoint_every": 5,
+    }
+    settings.update(train)
+    return resolve({"text_encoder": {"vocab_size": 200}, "embed_dim": 32, "train": settings})

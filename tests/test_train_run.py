@@ -1,0 +1,145 @@
+"""End-to-end CPU training on the toy dataset: learning, outputs, inference API, exact resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from txtrayalign.cli import main
+from txtrayalign.train import load_model
+from txtrayalign.train.checkpoint import load
+from txtrayalign.train.config import resolve
+from txtrayalign.train.loop import Inputs, train
+from txtrayalign.train.toydata import tiny_experiment, write_toy_dataset
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toy_dataset(tmp_path_factory.mktemp("toy"), studies=120, image_size=32, seed=0)
+
+
+def inputs(toy, out) -> Inputs:
+    return Inputs(toy["images_index"], toy["split"], out, toy["sentences"], toy["sections"])
+
+
+@pytest.fixture(scope="module")
+def trained(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = train(tiny_experiment(epochs=6), inputs(toy, out), device="cpu")
+    return out, summary
+
+
+def test_training_learns_and_writes_its_files(trained):
+    out, summary = trained
+    for name in ("best.pt", "last.pt", "history.csv", "config.yaml", "curves.png", "tokenizer/tokenizer.json"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist.columns) == ["step", "epoch", "lr", "loss", "acc", "val_loss", "val_recall@1", "val_recall@5",
+                                  "val_recall@10"]
+    assert hist["step"].tolist() == list(range(1, summary["total_steps"] + 1))
+    val = hist.dropna(subset=["val_loss"])
+    assert len(val) == 6
+    assert val["val_loss"].iloc[-1] < val["val_loss"].iloc[0] - 0.1
+    # chance recall@5 among ~37 validation pairs is about 0.2
+    assert val["val_recall@5"].iloc[-1] > 0.35
+    assert summary["finished"]
+
+
+def test_load_model_encodes_images_and_texts(trained, toy):
+    out, _ = trained
+    model = load_model(out, "cpu")
+    images = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)  # another size: resized to the training size
+    with torch.no_grad():
+        zi = model.encode_images(images)
+        zt = model.encode_texts(["Small nodule in the left lung.", "No pneumothorax is seen."])
+        zi1 = model.encode_images(images[:, None])
+    assert zi.shape == (3, 32) and zt.shape == (2, 32)
+    assert torch.allclose(zi.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(zi, zi1)
+    best = load(out / "best.pt")
+    assert set(best["model"]) == set(model.state_dict())
+
+
+def test_rerun_of_a_finished_run_is_a_no_op(trained, toy):
+    out, summary = trained
+    before = (out / "last.pt").stat().st_mtime_ns
+    again = train(tiny_experiment(epochs=6), inputs(toy, out), device="cpu")
+    assert again == summary
+    assert (out / "last.pt").stat().st_mtime_ns == before
+
+
+def test_changed_settings_refuse_to_resume(trained, toy):
+    out, _ = trained
+    with pytest.raises(ValueError, match="different settings"):
+        train(tiny_experiment(epochs=7), inputs(toy, out), device="cpu")
+
+
+def final_state(out):
+    state = load(out / "last.pt")
+    return state["model"], state["teacher"], state["history"]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_an_unbroken_run(toy, tmp_path, monkeypatch):
+    cfg = tiny_experiment(epochs=2, distill={"enabled": True, "weight": 0.5, "ema": 0.9})
+    train(cfg, inputs(toy, tmp_path / "unbroken"), device="cpu")
+
+    # 1) stopped by --max-steps mid-epoch, then resumed
+    train(cfg, inputs(toy, tmp_path / "stopped"), device="cpu", max_steps=7)
+    assert load(tmp_path / "stopped" / "last.pt")["step"] == 7
+    train(cfg, inputs(toy, tmp_path / "stopped"), device="cpu")
+
+    # 2) killed abruptly at step 8 (after the periodic checkpoint of step 5), then restarted
+    import txtrayalign.train.distributed as ddp
+
+    calls = {"n": 0}
+    real = ddp.average_gradients
+
+    def dying(params, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt("simulated kill")
+        return real(params, *a, **k)
+
+    monkeypatch.setattr(ddp, "average_gradients", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, inputs(toy, tmp_path / "killed"), device="cpu")
+    monkeypatch.setattr(ddp, "average_gradients", real)
+    assert load(tmp_path / "killed" / "last.pt")["step"] == 5
+    train(cfg, inputs(toy, tmp_path / "killed"), device="cpu")
+
+    ref_model, ref_teacher, ref_hist = final_state(tmp_path / "unbroken")
+    for name in ("stopped", "killed"):
+        model, teacher, hist = final_state(tmp_path / name)
+        for k in ref_model:
+            assert torch.equal(model[k], ref_model[k]), (name, k)
+        for k in ref_teacher:
+            assert torch.equal(teacher[k], ref_teacher[k]), (name, k)
+        assert [r["loss"] for r in hist] == [r["loss"] for r in ref_hist]
+
+
+def test_cli_trains_with_section_text_and_micro_batches(toy, tmp_path):
+    exp = {"text_encoder": {"vocab_size": 150}, "embed_dim": 16,
+           "train": {"epochs": 1, "batch_size": 16, "micro_batch_size": 5, "image_size": 32, "num_workers": 1,
+                     "text_mode": "section", "optimizer": "sgd", "freeze_text_layers": 1}}
+    out = tmp_path / "cli"
+    argv = ["train", "--experiment-json", json.dumps(exp), "--images-index", str(toy["images_index"]),
+            "--sections", str(toy["sections"]), "--split", str(toy["split"]), "--out-dir", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 0
+    hist = pd.read_csv(out / "history.csv")
+    assert len(hist) == 9 and np.isfinite(hist["loss"]).all()
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ValueError, match="train.epoch'"):
+        resolve({"train": {"epoch": 3}})
+    with pytest.raises(ValueError, match="unknown key 'colour'"):
+        resolve('{"colour": 1}')
+    with pytest.raises(ValueError, match="train.precision"):
+        resolve({"train": {"precision": "fp8"}})
