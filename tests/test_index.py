@@ -263,3 +263,13 @@ def test_synthetic_dataset_through_the_cli(synth_root, tmp_path):
             missing = {r["path"] for r in csv.DictReader(fh) if r["kind"] == "missing_report"}
         assert set(problems.loc[problems.kind == "missing_report", "path"]) == missing
         assert set(problems["kind"]) == {"missing_report"}
+
+
+def test_wrong_format_for_the_tables_is_an_error(tmp_path):
+    root = make_tree(tmp_path / "root", exts=("dcm",))
+    write_tables(root)
+    out = tmp_path / "out"
+    assert cli_main(["index", "--root", str(root), "--out-dir", str(out), "--format", "jpg"]) != 0
+    assert not (out / "images.parquet").exists()
+    assert cli_main(["index", "--root", str(root), "--out-dir", str(out), "--format", "auto"]) == 0
+    assert len(pd.read_parquet(out / "images.parquet")) == len(IMAGES)

@@ -426,6 +426,15 @@ def run(args: argparse.Namespace) -> int:
     except (TableError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+    missing = int((problems["kind"] == "missing_file").sum())
+    if images.empty and missing:
+        log.error(
+            "none of the %d images the tables list exists under %s as %s files: wrong --root or --format?",
+            missing,
+            args.root,
+            args.format,
+        )
+        return 2
     out = Path(args.out_dir)
     write_parquet_atomic(images, out / "images.parquet")
     write_parquet_atomic(studies, out / "studies.parquet")
