@@ -1,0 +1,132 @@
+"""Classification stage: is a mention negated, uncertain or positive?
+
+Triggers come from `phrases/triggers.yaml` (explained there). The scope of a trigger is the clause
+around the mention: from the last scope breaker before it ("but", "however", "which", ";", ...)
+to the next one after it, inside one sentence. Each trigger list is compiled into one regex.
+
+Decisions follow the CheXpert labeller's order: pre-negation uncertainty, then negation, then
+post-negation uncertainty, else positive. Choices where CheXpert's rules say nothing:
+"unlikely", "likely", "suggestive of" and "?" are uncertainty triggers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from txtrayalign.chexpert.mention import Mention, union
+
+POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
+
+# Up to six words between a mention and a trigger that follows it ("effusion at the right base
+# has resolved").
+_FILLER = r"^[\s,]*(?:[a-z0-9'/.()\-]+[\s,]+){0,6}?"
+_ADJACENT = r"^[\s,]*"
+_FIRST_WORD = re.compile(r"^\s*[^\s]+")
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: float
+    trigger: str  # the trigger text ("" when positive by default)
+    rule: str  # which rule decided: pre_negation_uncertainty, negation, uncertainty, ...
+
+
+class Classifier:
+    """Decides one mention at a time; `breakers(sentence)` is computed once per sentence."""
+
+    def __init__(self, triggers: dict):
+        def words(key: str) -> str:
+            items = triggers.get(key) or []
+            if not items:
+                raise ValueError(f"triggers.yaml: list {key!r} is missing or empty")
+            return union([str(x) for x in items])
+
+        self.pre_neg_unc_before = re.compile(words("pre_negation_uncertainty_before"))
+        self.pre_neg_unc_after = re.compile(_FILLER + f"(?:{words('pre_negation_uncertainty_after')})")
+        self.negation_before = re.compile(
+            f"(?P<pseudo>{words('pseudo_negation')})|(?P<trigger>{words('negation_before')})"
+        )
+        self.negation_after = re.compile(_FILLER + f"(?:{words('negation_after')})")
+        self.negation_adjacent = re.compile(_ADJACENT + f"(?:{words('negation_after_adjacent')})")
+        self.uncertainty_before = re.compile(words("uncertainty_before"))
+        self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})")
+        self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
+        self.alternative_before = re.compile(
+            f"(?:{words('alternative_before')})" + r"[\s,]+(?:[a-z0-9\-]+[\s,]+){0,3}$"
+        )
+        self.alternative_after = re.compile(r"^[\s,]*(?:[a-z0-9\-]+[\s,]+){0,3}?" +
+                                            f"(?:{words('alternative_after')})")
+        self.breaker = re.compile(words("scope_breakers"))
+        self.verbs = re.compile(words("verbs"))
+        self.abnormal = re.compile(words("attribute_abnormal"))
+        self.stable = re.compile(words("attribute_stable"))
+        self.positional = re.compile(
+            f"(?:{words('positional_before')})"
+            r"(?:[\s\-]+(?:the|a|an|right|left|upper|lower|superior|inferior|posterior|anterior))*[\s\-]*$"
+        )
+
+    def breakers(self, sentence: str) -> tuple[list[int], list[int]]:
+        """Start and end offsets of the scope breakers of a sentence (sorted)."""
+        starts, ends = [], []
+        for m in self.breaker.finditer(sentence):
+            starts.append(m.start())
+            ends.append(m.end())
+        return starts, ends
+
+    def _before(self, regex: re.Pattern, pre: str) -> str:
+        """The last trigger in `pre` with no verb between it and the mention ("" when none)."""
+        found = ""
+        for m in regex.finditer(pre):
+            if m.lastgroup == "pseudo":
+                continue
+            between = _FIRST_WORD.sub("", pre[m.end():], count=1)
+            if not self.verbs.search(between):
+                found = m.group()
+        return found
+
+    @staticmethod
+    def _after(regex: re.Pattern, post: str) -> str:
+        m = regex.match(post)
+        return m.group().strip(" ,") if m else ""
+
+    def classify(self, sentence: str, mention: Mention, bounds: tuple[list[int], list[int]]
+                 ) -> Decision | None:
+        """The decision for one mention of a lower-case sentence; None drops the mention
+        (an anatomical `attribute` phrase with no qualifier, or one used as a landmark)."""
+        start, end = mention.start, mention.end
+        if mention.kind == "attribute" and self.positional.search(sentence, max(0, start - 40), start):
+            return None
+        starts, ends = bounds
+        i = bisect.bisect_right(ends, start)
+        scope_start = ends[i - 1] if i else 0
+        j = bisect.bisect_left(starts, end)
+        scope_end = starts[j] if j < len(starts) else len(sentence)
+        pre, post = sentence[scope_start:start], sentence[end:scope_end]
+
+        t = self._before(self.pre_neg_unc_before, pre) or self._after(self.pre_neg_unc_after, post)
+        if t:
+            return Decision(UNCERTAIN, t, "pre_negation_uncertainty")
+        t = (self._before(self.negation_before, pre) or self._after(self.negation_after, post)
+             or self._after(self.negation_adjacent, post))
+        if t:
+            return Decision(NEGATIVE, t, "negation")
+        t = (self._before(self.uncertainty_before, pre) or self._after(self.uncertainty_after, post)
+             or self._after(self.uncertainty_adjacent, post))
+        if t:
+            return Decision(UNCERTAIN, t, "uncertainty")
+        alternative = self.alternative_before.search(pre) or self.alternative_after.match(post)
+        if alternative or pre.endswith("/") or post.startswith("/"):
+            return Decision(UNCERTAIN, alternative.group().strip() if alternative else "/", "alternative")
+        if mention.kind == "uncertain":
+            return Decision(UNCERTAIN, mention.text, "uncertain_phrase")
+        if mention.kind == "attribute":
+            a = self.abnormal.search(pre) or self.abnormal.search(post)
+            if a:
+                return Decision(POSITIVE, a.group(), "attribute_abnormal")
+            s = self.stable.search(pre) or self.stable.search(post)
+            if s:
+                return Decision(UNCERTAIN, s.group(), "attribute_stable")
+            return None
+        return Decision(POSITIVE, "", "positive")
