@@ -365,10 +365,11 @@ def _build_studies(
         ]
     studies = studies.drop_duplicates("study_id").reset_index(drop=True)
 
-    split = studies["study_id"].map(split_of_study)
-    split = split.fillna(studies["subject_id"].map(split_of_subject))
-    split = split.fillna(studies["subject_id"].map(hash_split))
-    studies["split"] = split.astype(str)
+    by_study, by_subject = split_of_study.to_dict(), split_of_subject.to_dict()
+    studies["split"] = [
+        by_study.get(t) or by_subject.get(s) or hash_split(s)
+        for s, t in zip(studies.subject_id, studies.study_id, strict=True)
+    ]
     studies["group"] = studies["subject_id"].map(constants.group_of)
 
     reports = set(disk_reports)
