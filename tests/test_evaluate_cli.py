@@ -375,3 +375,38 @@ def test_embed_with_no_query_images_fails(embedded, tmp_path, monkeypatch, capsy
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "no query images" in err and str(paths["split"]) in err
+
+
+def test_select_inputs_no_dedupe_keeps_rows_with_text_counts_and_views():
+    from txtrayalign.evaluate.embed import select_inputs
+
+    split = pd.DataFrame(
+        {
+            "study_id": [1, 1, 2, 3],
+            "dicom_id": ["a", "b", "c", "d"],
+            "split": ["test", "test", "train", "train"],
+        }
+    )
+    index = pd.DataFrame({"dicom_id": ["b", "a", "c"], "shard": "p10.h5", "row": [0, 1, 2]})
+    sentences = pd.DataFrame(
+        {
+            "sentence_id": [30, 20, 21, 10],
+            "study_id": [3, 2, 2, 1],
+            "split": ["train", "train", "train", "test"],
+            "sentence": ["No effusion.", "No effusion.", "Heart normal.", "Test only."],
+        }
+    )
+    sections = pd.DataFrame({"study_id": [1, 2, 3], "train_text": ["Test only.", "x", "y"]})
+    views = pd.DataFrame({"dicom_id": ["a", "b"], "view": ["PA", None]})
+    kept = select_inputs(split, index, sentences, sections, "test", ["train"], dedupe=False, views=views)
+    assert kept.queries.to_dict("list") == {"dicom_id": ["a", "b"], "study_id": [1, 1], "view": ["PA", ""]}
+    assert kept.bank.to_dict("list") == {
+        "sentence_id": [20, 21, 30],
+        "sentence": ["No effusion.", "Heart normal.", "No effusion."],
+        "text_count": [2, 1, 2],
+    }
+    deduped = select_inputs(split, index, sentences, sections, "test", ["train"])
+    assert deduped.bank["sentence_id"].tolist() == [20, 21] and deduped.bank["text_count"].tolist() == [2, 1]
+    assert deduped.reports.to_dict("list") == {"study_id": [1], "text": ["Test only."]}
+    with pytest.raises(EvaluationInputError, match="empty sentence bank"):
+        select_inputs(split, index, sentences, sections, "test", ["validate"])

@@ -45,6 +45,9 @@ def configure_embed(parser: argparse.ArgumentParser) -> None:
         default="train,validate",
         help="comma-separated splits whose report sentences form the bank",
     )
+    parser.add_argument(
+        "--images-table", default=None, help="optional index/images.parquet: store each query image's view"
+    )
     parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
     parser.add_argument(
         "--dtype", choices=["float16", "float32"], default="float16", help="stored embedding type"
@@ -84,6 +87,7 @@ def run_embed(args: argparse.Namespace) -> int:
         index = read_table(args.images_index, ["dicom_id", "shard", "row"])
         sentences = read_table(args.sentences, ["sentence_id", "study_id", "sentence"])
         sections = read_table(args.sections, ["study_id", "train_text"])
+        views = read_table(args.images_table, ["dicom_id", "view"]) if args.images_table else None
         inputs = select_inputs(
             split,
             index,
@@ -94,6 +98,7 @@ def run_embed(args: argparse.Namespace) -> int:
             dedupe=not args.no_dedupe,
             max_queries=args.max_queries,
             paths=paths,
+            views=views,
         )
     except EvaluationInputError as exc:
         log.error("%s", exc)

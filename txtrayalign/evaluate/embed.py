@@ -2,11 +2,11 @@
 
 Files (see docs/design.md):
 - queries.h5: `embeddings` (N, D) for every image of the query split found in the image index,
-  `dicom_id`, `study_id`, `view` (when the split table has one, else ""), and `report_embeddings`
+  `dicom_id`, `study_id`, `view` (from the split table or the optional images table, else ""), and `report_embeddings`
   (R, D) with `report_study_id` (R,): each query study's own report (`train_text` of sections.parquet),
   for exact-pair retrieval. Studies without report text are left out of the report set (logged).
 - bank.h5: `embeddings` (M, D), `sentence_id` (M,), `text_count` (M,): how many sentences of the bank
-  splits' reports have that exact text (1 for every row with `--no-dedupe`), used by the
+  splits' reports have that exact text (also with `--no-dedupe`, where every row is kept), used by the
   most-frequent-sentences baseline.
 Both carry attrs `model_dir`, `experiment`, `dtype`. Written atomically; no pickles.
 """
@@ -93,11 +93,13 @@ def select_inputs(
     dedupe: bool = True,
     max_queries: int | None = None,
     paths: dict[str, str] | None = None,
+    views: pd.DataFrame | None = None,
 ) -> EmbedInputs:
     """Choose the query images, the sentence bank and the query reports.
 
     - queries: every image of `query_split` in the split table that the image index holds (missing
-      ones are logged), ordered by (study_id, dicom_id); the first `max_queries` when given.
+      ones are logged), ordered by (study_id, dicom_id); the first `max_queries` when given. Every
+      view is kept; `view` comes from the split table, else from `views` (dicom_id, view), else "".
     - bank: sentences of studies whose split (sentences' own `split` column when present, else the
       split table's) is in `bank_splits`; with `dedupe`, one row per exact text keeping the lowest
       sentence_id, with the number of sentences sharing that text.
@@ -116,7 +118,11 @@ def select_inputs(
         )
     q = q.loc[in_index]
     if "view" not in q.columns:
-        q["view"] = ""
+        if views is not None:
+            q = q.merge(views[["dicom_id", "view"]].drop_duplicates("dicom_id"), on="dicom_id", how="left")
+        else:
+            q["view"] = ""
+    q["view"] = q["view"].fillna("").astype(str)
     q = q.sort_values(["study_id", "dicom_id"], kind="stable")
     if max_queries is not None:
         q = q.head(max_queries)
@@ -137,12 +143,11 @@ def select_inputs(
     bank = sentences.loc[in_bank, ["sentence_id", "sentence"]].sort_values("sentence_id", kind="stable")
     bank = bank.loc[bank["sentence"].astype(str).str.strip() != ""]
     log.info("sentence bank: %d sentences of splits %s (split from %s)", len(bank), list(bank_splits), source)
+    counts = bank.groupby("sentence", sort=False)["sentence_id"].transform("size")
+    bank = bank.assign(text_count=counts.to_numpy())
     if dedupe:
-        counts = bank.groupby("sentence", sort=False)["sentence_id"].transform("size")
-        bank = bank.assign(text_count=counts.to_numpy()).drop_duplicates("sentence", keep="first")
+        bank = bank.drop_duplicates("sentence", keep="first")
         log.info("deduplicated by exact text: %d distinct sentences", len(bank))
-    else:
-        bank = bank.assign(text_count=1)
     bank = bank.reset_index(drop=True)
     if bank.empty:
         raise EvaluationInputError(
