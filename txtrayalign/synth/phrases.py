@@ -58,6 +58,8 @@ def _where(loc: str) -> str:
         return f"at the {loc}"
     if loc.endswith("basilar"):
         return f"in the {loc} region" if " " in loc else "at both bases"
+    if loc.startswith("bilateral"):
+        return "in both lower lobes"
     return f"in the {loc}"
 
 
@@ -79,7 +81,8 @@ def affirm(f: Finding, rng: np.random.Generator) -> list[str]:
     if o == "Lung Opacity":
         loc = lobe_phrase(f, rng)
         plural = "opacities" if f.side == "bilateral" else "opacity"
-        return [_pick(rng, [f"Patchy {loc} {plural}.", f"There is patchy {plural} {_where(loc)}.",
+        verb = "are" if f.side == "bilateral" else "is"
+        return [_pick(rng, [f"Patchy {loc} {plural}.", f"There {verb} patchy {plural} {_where(loc)}.",
                             f"{_cap(loc)} airspace {plural}."])]
     if o == "Edema":
         return [_pick(rng, [f"{_cap(f.severity)} pulmonary edema.", f"There is {f.severity} interstitial pulmonary edema.",
@@ -97,7 +100,7 @@ def affirm(f: Finding, rng: np.random.Generator) -> list[str]:
         loc = "bibasilar" if f.side == "bilateral" else f"{f.side} basilar"
         return [_pick(rng, [f"{_cap(kind)} atelectasis at the {f.side} base." if f.side != "bilateral"
                             else f"{_cap(kind)} atelectasis at both bases.",
-                            f"{_cap(loc)} {kind} atelectasis."])]
+                            f"{_cap(kind)} {loc} atelectasis." if kind == "mild" else f"{_cap(loc)} {kind} atelectasis."])]
     if o == "Pneumothorax":
         return [_pick(rng, [f"{_cap(f.severity)} {f.side} apical pneumothorax.", f"There is a {f.severity} {f.side} pneumothorax.",
                             f"{_cap(f.severity)} {f.side} pneumothorax is present."])]
