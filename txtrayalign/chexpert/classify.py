@@ -24,6 +24,11 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 _FILLER = r"^[\s,]*(?:[a-z0-9'/.()\-]+[\s,]+){0,6}?"
 _ADJACENT = r"^[\s,]*"
 _FIRST_WORD = re.compile(r"^\s*[^\s]+")
+# A hedge after a mention is about that mention only when no new noun phrase follows it:
+# "effusion is likely." / "effusion is possibly present" but not "opacity likely reflects atelectasis".
+_HEDGE_END = (r"(?=\s*(?:[.,;:!?)]|$)|\s+(?:present|seen|noted|identified|visible|evident|given|in|at|on|"
+              r"within|along|due|related|secondary|and|but|or|although|though|however|which|with|by|"
+              r"small|tiny|minimal|mild|unchanged|stable|new|there|here|now|again)\b)")
 
 
 @dataclass(frozen=True)
@@ -51,12 +56,12 @@ class Classifier:
         self.negation_after = re.compile(_FILLER + f"(?:{words('negation_after')})")
         self.negation_adjacent = re.compile(_ADJACENT + f"(?:{words('negation_after_adjacent')})")
         self.uncertainty_before = re.compile(words("uncertainty_before"))
-        self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})")
+        self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})" + _HEDGE_END)
         self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
         self.alternative_before = re.compile(
             f"(?:{words('alternative_before')})" + r"[\s,]+(?:[a-z0-9\-]+[\s,]+){0,3}$"
         )
-        self.alternative_after = re.compile(r"^[\s,]*(?:[a-z0-9\-]+[\s,]+){0,3}?" +
+        self.alternative_after = re.compile(r"^[\s,]*(?:[a-z0-9\-]+[\s,]+){0,1}?" +
                                             f"(?:{words('alternative_after')})")
         self.breaker = re.compile(words("scope_breakers"))
         self.verbs = re.compile(words("verbs"))

@@ -1,0 +1,160 @@
+"""Command line: `txtrayalign label` (pipeline stage) and `txtrayalign chexpert` (drop-in labeller)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from txtrayalign.chexpert.aggregate import explain, label_texts
+from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS
+from txtrayalign.utils import atomic_path, progress, setup_logging, write_parquet_atomic
+
+log = logging.getLogger(__name__)
+
+REPORTS_COLUMN = "Reports"
+CHUNK = 2_000  # texts per task sent to a worker process
+
+
+# --------------------------------------------------------------------------- labelling many texts
+def _label_chunk(texts: list[str]) -> np.ndarray:
+    return label_texts(texts)
+
+
+def label_unique(texts: list[str], workers: int = 1, desc: str = "label") -> np.ndarray:
+    """(N, 14) labels of `texts`, each distinct text labelled once, over `workers` processes."""
+    texts = [t if isinstance(t, str) else "" for t in texts]
+    unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    unique = unique.tolist()
+    chunks = [unique[i : i + CHUNK] for i in range(0, len(unique), CHUNK)]
+    log.info("%s: %d texts, %d distinct, %d chunk(s), %d worker(s)", desc, len(texts), len(unique),
+             len(chunks), workers)
+    results: list[np.ndarray] = []
+    if workers > 1 and len(chunks) > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for block in progress(pool.imap(_label_chunk, chunks), desc, total=len(chunks), unit="chunk"):
+                results.append(block)
+    else:
+        for chunk in progress(chunks, desc, total=len(chunks), unit="chunk"):
+            results.append(_label_chunk(chunk))
+    labels = np.concatenate(results) if results else np.empty((0, len(OBSERVATIONS)))
+    return labels[inverse.reshape(-1)] if len(texts) else np.empty((0, len(OBSERVATIONS)))
+
+
+def _require(df: pd.DataFrame, columns: list[str], path: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing} (have {list(df.columns)})")
+
+
+def read_official(path: str) -> pd.DataFrame:
+    """The official mimic-cxr-2.0.0-chexpert.csv.gz, columns re-ordered to OBSERVATIONS."""
+    table = pd.read_csv(path)
+    _require(table, ["subject_id", "study_id", *MIMIC_LABEL_COLUMNS], path)
+    table = table[["subject_id", "study_id", *OBSERVATIONS]].copy()
+    table[OBSERVATIONS] = table[OBSERVATIONS].astype("float64")
+    return table.drop_duplicates("study_id")
+
+
+# --------------------------------------------------------------------------- txtrayalign label
+def configure_label(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sections", required=True, help="sections.parquet of the sections stage "
+                        "(subject_id, study_id, label_text)")
+    parser.add_argument("--sentences", required=True, help="sentences.parquet of the sections stage "
+                        "(sentence_id, study_id, sentence)")
+    parser.add_argument("--out-reports", required=True, help="output labels/reports.parquet "
+                        "(subject_id, study_id, 14 observations)")
+    parser.add_argument("--out-sentences", required=True, help="output labels/sentences.parquet "
+                        "(sentence_id, study_id, 14 observations)")
+    parser.add_argument("--official", default=None, help="optional mimic-cxr-2.0.0-chexpert.csv.gz: take "
+                        "report labels from it; studies missing there are labelled here (and logged)")
+    parser.add_argument("--workers", type=int, default=1, help="labelling processes [1]")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def run_label(args: argparse.Namespace) -> int:
+    setup_logging(args.log)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    sections = pd.read_parquet(args.sections, columns=None)
+    _require(sections, ["subject_id", "study_id", "label_text"], args.sections)
+    sentences = pd.read_parquet(args.sentences)
+    _require(sentences, ["sentence_id", "study_id", "sentence"], args.sentences)
+
+    reports = sections[["subject_id", "study_id"]].reset_index(drop=True).copy()
+    texts = sections["label_text"].fillna("").astype(str).tolist()
+    if args.official:
+        official = read_official(args.official)
+        merged = reports.merge(official.drop(columns="subject_id"), on="study_id", how="left",
+                               indicator=True)
+        missing = (merged.pop("_merge") == "left_only").to_numpy()
+        log.info("official labels for %d of %d studies (%s)", int((~missing).sum()), len(reports),
+                 args.official)
+        if missing.any():
+            log.warning("%d studies are not in %s; labelling them here (first: %s)", int(missing.sum()),
+                        args.official, reports.loc[missing, "study_id"].head(5).tolist())
+            merged.loc[missing, OBSERVATIONS] = label_unique(
+                [t for t, m in zip(texts, missing) if m], args.workers, "label reports")
+        reports = merged
+    else:
+        reports[OBSERVATIONS] = label_unique(texts, args.workers, "label reports")
+    empty = sum(1 for t in texts if not t.strip())
+    if empty:
+        log.info("%d studies have no text to label (all labels blank)", empty)
+
+    sentence_labels = sentences[["sentence_id", "study_id"]].reset_index(drop=True).copy()
+    sentence_labels[OBSERVATIONS] = label_unique(sentences["sentence"].fillna("").astype(str).tolist(),
+                                                 args.workers, "label sentences")
+    for table in (reports, sentence_labels):
+        table[OBSERVATIONS] = table[OBSERVATIONS].astype("float64")
+    write_parquet_atomic(reports, args.out_reports)
+    write_parquet_atomic(sentence_labels, args.out_sentences)
+    log.info("wrote %s (%d reports) and %s (%d sentences)", args.out_reports, len(reports),
+             args.out_sentences, len(sentence_labels))
+    return 0
+
+
+# --------------------------------------------------------------------------- txtrayalign chexpert
+def configure_chexpert(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reports_path", "--reports-path", dest="reports_path", required=True,
+                        help="headerless one-column CSV of reports (multi-line reports quoted), as the "
+                             "CheXpert labeller reads")
+    parser.add_argument("--output_path", "--output-path", dest="output_path", default="labeled_reports.csv",
+                        help="output CSV: Reports then the 14 observations (1.0 / 0.0 / -1.0 / blank) "
+                             "[labeled_reports.csv]")
+    parser.add_argument("--verbose", action="store_true", help="log every mention and its decision")
+    parser.add_argument("--workers", type=int, default=1, help="labelling processes [1]")
+
+
+def read_reports_csv(path: str | Path) -> list[str]:
+    """The reports of a CheXpert-labeller input file (headerless, one column)."""
+    table = pd.read_csv(path, header=None, names=[REPORTS_COLUMN], dtype=str, keep_default_na=False,
+                        na_filter=False, usecols=[0])
+    return table[REPORTS_COLUMN].tolist()
+
+
+def write_labeled_csv(reports: list[str], labels: np.ndarray, path: str | Path) -> None:
+    """The CheXpert labeller's output format, written atomically."""
+    table = pd.DataFrame({REPORTS_COLUMN: reports})
+    for i, name in enumerate(OBSERVATIONS):
+        table[name] = labels[:, i]
+    with atomic_path(path, suffix=".csv.tmp") as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def run_chexpert(args: argparse.Namespace) -> int:
+    setup_logging(None, verbose=args.verbose)
+    reports = read_reports_csv(args.reports_path)
+    labels = label_unique(reports, args.workers, "label")
+    if args.verbose:
+        for i, report in enumerate(reports):
+            for e in explain(report):
+                log.debug("report %d: %r -> %s = %s (%s %r)", i, e.phrase, e.observation, e.decision,
+                          e.rule, e.trigger)
+    write_labeled_csv(reports, labels, args.output_path)
+    log.info("labelled %d reports -> %s", len(reports), args.output_path)
+    return 0
