@@ -81,7 +81,8 @@ def _torch_hub_weights_file(weights_enum) -> Path:
     return Path(get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """HF_HUB_OFFLINE (or TXTRAYALIGN_OFFLINE) set: use only local files and caches, never the network."""
     return any(os.environ.get(v, "") not in ("", "0", "false", "False") for v in ("HF_HUB_OFFLINE", "TXTRAYALIGN_OFFLINE"))
 
 
@@ -93,7 +94,7 @@ def load_imagenet(model: nn.Module, name: str, weights_enum) -> None:
         f"to that path on a machine with internet (or set image_encoder.weights to 'none' or a local .pt/.pth path)"
     )
     if not cached.is_file():
-        if _offline():
+        if offline():
             raise FileNotFoundError(hint + " [offline: HF_HUB_OFFLINE/TXTRAYALIGN_OFFLINE is set]")
         try:
             torch.hub.load_state_dict_from_url(weights_enum.url, progress=True, check_hash=False)
@@ -116,9 +117,13 @@ def _strip_prefixes(state: dict) -> dict:
     return out
 
 
+HEAD_PREFIXES = ("fc.", "classifier.")  # classification heads: replaced by the projection
+
+
 def _load_backbone_state(model: nn.Module, state: dict, source: str) -> None:
-    state = {k: v for k, v in _strip_prefixes(state).items() if not k.startswith(("fc.", "classifier."))}
+    state = {k: v for k, v in _strip_prefixes(state).items() if not k.startswith(HEAD_PREFIXES)}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
     if missing or unexpected:
         raise ValueError(
             f"{source} does not fit the encoder: {len(missing)} missing key(s) (e.g. {missing[:3]}), "
@@ -249,9 +254,10 @@ def build_text_encoder(name: str, pooling: str, tokenizer, max_length: int, drop
         config = small_bert_config(len(tokenizer), max_length, dropout)
         return TextEncoder(BertModel(config, add_pooling_layer=False), pooling)
     try:
-        config = AutoConfig.from_pretrained(name)
+        local = {"local_files_only": True} if offline() else {}
+        config = AutoConfig.from_pretrained(name, **local)
         _set_dropout(config, dropout)
-        model = AutoModel.from_pretrained(name, config=config) if pretrained else AutoModel.from_config(config)
+        model = AutoModel.from_pretrained(name, config=config, **local) if pretrained else AutoModel.from_config(config)
     except Exception as e:
         raise OSError(hf_hint(name, e)) from e
     return TextEncoder(model, pooling)

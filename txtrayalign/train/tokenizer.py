@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from txtrayalign.train.encoders import hf_hint
+from txtrayalign.train.encoders import hf_hint, offline
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_pretrained_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(name, use_fast=True)
+        tok = AutoTokenizer.from_pretrained(name, use_fast=True, local_files_only=offline())
     except Exception as e:
         raise OSError(hf_hint(name, e)) from e
     if not getattr(tok, "is_fast", False):
