@@ -111,7 +111,11 @@ def run_embed(args: argparse.Namespace) -> int:
         len(inputs.reports),
         device,
     )
-    model = load_model(args.model_dir, device)
+    try:
+        model = load_model(args.model_dir, device)
+    except FileNotFoundError as exc:
+        log.error("cannot load the model of %s: %s", args.model_dir, exc)
+        return 2
     if hasattr(model, "eval"):
         model.eval()
     reader = open_image_reader(args.images_index)

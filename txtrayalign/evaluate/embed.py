@@ -141,7 +141,7 @@ def select_inputs(
         in_bank = sentences["study_id"].isin(studies)
         source = paths.get("split", "split table")
     bank = sentences.loc[in_bank, ["sentence_id", "sentence"]].sort_values("sentence_id", kind="stable")
-    bank = bank.loc[bank["sentence"].astype(str).str.strip() != ""]
+    bank = bank.loc[bank["sentence"].notna() & (bank["sentence"].astype(str).str.strip() != "")]
     log.info("sentence bank: %d sentences of splits %s (split from %s)", len(bank), list(bank_splits), source)
     counts = bank.groupby("sentence", sort=False)["sentence_id"].transform("size")
     bank = bank.assign(text_count=counts.to_numpy())
