@@ -1,0 +1,150 @@
+"""Section extraction on the MIMIC example report and on tricky hand-written reports."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from txtrayalign.text.cli import build_tables, read_report
+from txtrayalign.text.sections import extract_sections
+
+
+def test_mimic_example_report(shared_testdata):
+    text = (shared_testdata / "reports" / "mimic_example_report.txt").read_text()
+    r = extract_sections(text)
+    assert r.get("examination") == "CHEST (PA AND LAT)"
+    assert r.get("indication") == "___ year old woman with ?pleural effusion // ?pleural effusion"
+    assert r.get("technique") == "Chest PA and lateral"
+    assert r.get("comparison") == "___"
+    assert r.get("findings").startswith("Cardiac size cannot be evaluated. Large left pleural effusion is new. Small right")
+    assert r.get("findings").endswith("mild degenerative changes in the thoracic spine")
+    assert r.get("impression") == "Large left pleural effusion"
+    assert r.label_text == "Large left pleural effusion"
+    assert r.last_paragraph == "Large left pleural effusion"
+    assert "FINAL REPORT" not in " ".join(r.sections.values())
+
+
+ADDENDUM_REPORT = """                                 FINAL REPORT
+ ADDENDUM:  The findings were discussed with Dr. ___ by telephone at 3:15 p.m.
+ ______________________________________________________________________________
+ EXAMINATION:  CHEST (PORTABLE AP)
+
+ INDICATION:  ___ with hypoxia
+
+ FINDINGS AND IMPRESSION:  Moderate cardiomegaly.  No pneumothorax.
+"""
+
+
+def test_addendum_before_report_and_findings_and_impression():
+    r = extract_sections(ADDENDUM_REPORT)
+    assert r.get("addendum") == "The findings were discussed with Dr. ___ by telephone at 3:15 p.m."
+    assert r.get("examination") == "CHEST (PORTABLE AP)"
+    assert r.get("indication") == "___ with hypoxia"
+    assert r.get("findings") == r.get("impression") == "Moderate cardiomegaly. No pneumothorax."
+    assert r.label_text == "Moderate cardiomegaly. No pneumothorax."
+    # "both" must not repeat the shared text.
+    assert r.train_text("both") == "Moderate cardiomegaly. No pneumothorax."
+
+
+def test_no_headers_uses_last_paragraph():
+    r = extract_sections("PA and lateral views of the chest.\n\nThe lungs are clear.\nNo pneumothorax.\n")
+    assert r.sections == {}
+    assert r.last_paragraph == "The lungs are clear. No pneumothorax."
+    assert r.label_text == r.last_paragraph
+    assert r.train_text("impression") == ""
+
+
+def test_lower_case_headers_and_conclusion():
+    r = extract_sections("Findings: Heart size is normal.\nImpression: No acute process.")
+    assert r.get("findings") == "Heart size is normal."
+    assert r.get("impression") == "No acute process."
+    r = extract_sections(" FINDINGS:  Small effusion.\n \n CONCLUSION:  Small left effusion.\n")
+    assert r.get("impression") == "Small left effusion."
+    assert r.label_text == "Small left effusion."
+
+
+def test_header_with_space_before_colon_and_unknown_headers():
+    r = extract_sections(" IMPRESSION :  Mild edema.\n \n RECOMMENDATION(S):  Follow-up.\n")
+    assert r.get("impression") == "Mild edema."
+    assert r.sections["recommendation_s"] == "Follow-up."
+    # An upper-case word with a colon inside a paragraph is not a header.
+    r = extract_sections(" FINDINGS:  Lines as follows:\n PICC: tip in the SVC.\n")
+    assert r.get("findings") == "Lines as follows: PICC: tip in the SVC."
+
+
+def test_findings_only_and_train_sections():
+    r = extract_sections(" FINDINGS:  1. Left\n effusion.\n 2. Atelectasis.\n")
+    assert r.get("findings") == "1. Left effusion.\n2. Atelectasis."
+    assert r.label_text == r.get("findings")
+    assert r.train_text("impression") == ""
+    assert r.train_parts("both") == [("findings", "1. Left effusion.\n2. Atelectasis.")]
+    with pytest.raises(ValueError, match="train section"):
+        r.train_text("history")
+
+
+def test_read_report_problems(tmp_path):
+    (tmp_path / "ok.txt").write_text(" IMPRESSION: ok\n")
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "latin1.txt").write_bytes(" IMPRESSION: caf\xe9 effusion\n".encode("latin-1"))
+    assert read_report(tmp_path / "ok.txt") == (" IMPRESSION: ok\n", None)
+    assert read_report(tmp_path / "empty.txt")[1][0] == "empty"
+    assert read_report(tmp_path / "missing.txt")[1][0] == "missing"
+    text, problem = read_report(tmp_path / "latin1.txt")
+    assert problem[0] == "not_utf8" and "\ufffd" in text
+
+
+def _write_studies(root, reports: dict[int, bytes | None]) -> pd.DataFrame:
+    rows = []
+    for i, (study_id, content) in enumerate(reports.items()):
+        rel = f"files/p10/p1000000{i}/s{study_id}.txt"
+        if content is not None:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(content)
+        rows.append({"subject_id": 10000000 + i, "study_id": study_id, "report_path": rel,
+                     "split": "train", "group": "p10"})
+    return pd.DataFrame(rows)
+
+
+def test_build_tables_and_cli(tmp_path):
+    reports = {
+        50000001: b" FINDINGS:  Small left effusion. Heart size is normal.\n \n IMPRESSION:  Small left effusion.\n",
+        50000002: b"",
+        50000003: " IMPRESSION:  Caf\xe9 opacity.\n".encode("latin-1"),
+        50000004: None,
+    }
+    studies = _write_studies(tmp_path, reports)
+    sections, sentences, problems = build_tables(studies, tmp_path, "both")
+    assert list(sections.columns[:3]) == ["subject_id", "study_id", "split"]
+    assert sections["label_text"].tolist() == ["Small left effusion.", "", "Caf\ufffd opacity.", ""]
+    assert sections.loc[0, "train_text"] == "Small left effusion. Heart size is normal.\nSmall left effusion."
+    first = sentences[sentences.study_id == 50000001]
+    assert first["section"].tolist() == ["findings", "findings", "impression"]
+    assert first["position"].tolist() == [0, 1, 0]
+    assert sentences["sentence_id"].is_unique and sentences["sentence_id"].dtype == "int64"
+    assert dict(zip(problems.study_id, problems.kind)) == {50000002: "empty", 50000003: "not_utf8",
+                                                           50000004: "missing"}
+    # The CLI writes the three tables, and sentence ids are stable between runs.
+    from txtrayalign.cli import main
+
+    studies.to_parquet(tmp_path / "studies.parquet")
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"out{run}"
+        assert main(["sections", "--studies", str(tmp_path / "studies.parquet"), "--root", str(tmp_path),
+                     "--train-section", "impression", "--out-sections", str(out / "sections.parquet"),
+                     "--out-sentences", str(out / "sentences.parquet"),
+                     "--out-problems", str(out / "problems.parquet"), "--log", str(out / "log.txt")]) == 0
+        outs.append(pd.read_parquet(out / "sentences.parquet"))
+    assert outs[0].equals(outs[1])
+    assert outs[0]["sentence"].tolist() == ["Small left effusion.", "Caf\ufffd opacity."]
+    assert len(pd.read_parquet(tmp_path / "out0" / "problems.parquet")) == 3
+
+
+def test_duplicate_study_ids_are_refused(tmp_path):
+    from txtrayalign.text.cli import _load_studies
+
+    studies = _write_studies(tmp_path, {50000001: b"x", 50000002: b"y"})
+    studies.loc[1, "study_id"] = 50000001
+    studies.to_parquet(tmp_path / "s.parquet")
+    with pytest.raises(ValueError, match="unique"):
+        _load_studies(str(tmp_path / "s.parquet"))
