@@ -220,12 +220,19 @@ def test_deterministic_and_independent_of_workers(tmp_path):
     assert (a / C.CHEXPERT_TABLE).read_bytes() != (d / C.CHEXPERT_TABLE).read_bytes()
 
 
-def test_existing_dataset_needs_overwrite(tmp_path):
+def test_rerun_replaces_own_dataset_but_not_foreign_data(tmp_path):
     generate(tmp_path, studies=3, seed=1, image_size=32)
-    with pytest.raises(FileExistsError, match="overwrite"):
-        generate(tmp_path, studies=3, seed=2, image_size=32)
-    generate(tmp_path, studies=4, seed=2, image_size=32, overwrite=True)
+    old = {p.name for p in (tmp_path / "files").rglob("*.jpg")}
+    generate(tmp_path, studies=4, seed=2, image_size=32)  # our own earlier dataset: replaced whole
     assert len(read_table(tmp_path, C.STUDY_LIST)) == 4
+    assert not old & {p.name for p in (tmp_path / "files").rglob("*.jpg")}
+    foreign = tmp_path / "real"
+    (foreign / "files" / "p10").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        generate(foreign, studies=3, seed=2, image_size=32)
+    assert (foreign / "files" / "p10").is_dir()
+    generate(foreign, studies=3, seed=2, image_size=32, overwrite=True)
+    assert len(read_table(foreign, C.STUDY_LIST)) == 3
 
 
 def test_killed_run_leaves_no_tables(tmp_path, monkeypatch):
@@ -391,7 +398,8 @@ def test_cli_prints_rate(tmp_path, capsys):
     assert re.search(r"\d+(\.\d+)? studies/s", printed)
     assert all(r["path"].endswith(".dcm") for r in read_table(out, C.RECORD_LIST))
     assert not list(out.rglob("*.jpg"))
-    assert main(["synth", "--out", str(out), "--studies", "4", "--seed", "2"]) == 2  # refuses to mix datasets
+    (tmp_path / "real" / "files" / "p11").mkdir(parents=True)
+    assert main(["synth", "--out", str(tmp_path / "real"), "--studies", "4", "--seed", "2"]) == 2  # not ours
     assert main(["synth", "--out", str(tmp_path / "x"), "--studies", "0", "--seed", "2"]) == 2
 
 

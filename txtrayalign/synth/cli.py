@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", action="store_true",
                         help="also break a few files of each kind on purpose and list them in faults.csv")
     parser.add_argument("--workers", type=int, default=1, help="processes to render with (default: 1)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace data in --out that this generator did not write (its own earlier output is always replaced)")
     parser.add_argument("--log", type=Path, default=None, help="also write the log to this file")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -13,24 +14,31 @@ from txtrayalign.synth.faults import FAULTS_CSV, inject_faults, write_faults_csv
 from txtrayalign.synth.plan import StudyPlan, plan_dataset
 from txtrayalign.synth.study import FORMATS, Options, make_studies
 from txtrayalign.synth.tables import write_csv_gz
-from txtrayalign.utils import progress
+from txtrayalign.utils import atomic_path, progress
 
 log = logging.getLogger(__name__)
 
 TABLES = (C.RECORD_LIST, C.STUDY_LIST, C.METADATA, C.SPLIT_TABLE, C.CHEXPERT_TABLE)
 CHUNK = 16  # studies per process-pool task
+MARKER = ".txtrayalign-synth.json"  # says the root was written by this generator (safe to replace)
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
-    """Refuse to mix with an earlier dataset unless told to; then remove tables before any file."""
+def _prepare(out: Path, overwrite: bool, settings: dict) -> None:
+    """Replace an earlier synthetic dataset; refuse to touch any other data unless told to.
+
+    Tables go first, so a killed rerun leaves no complete-looking tables beside a half-written tree.
+    """
     files = out / "files"
     if files.exists() and any(files.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{files} already holds a dataset; pass overwrite=True (--overwrite) to replace it")
+        if not overwrite and not (out / MARKER).is_file():
+            raise FileExistsError(f"{files} holds a dataset this generator did not write; "
+                                  "pass overwrite=True (--overwrite) to replace it")
         for name in (*TABLES, FAULTS_CSV):
-            (out / name).unlink(missing_ok=True)  # first, so a killed rerun leaves no complete-looking tables
+            (out / name).unlink(missing_ok=True)
         shutil.rmtree(files)
     out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / MARKER) as tmp:
+        tmp.write_text(json.dumps(settings, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _chunks(plans: list[StudyPlan], size: int) -> list[list[StudyPlan]]:
@@ -51,7 +59,8 @@ def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: i
         raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out)
     start = time.perf_counter()
-    _prepare(out, overwrite)
+    _prepare(out, overwrite, {"studies": studies, "seed": seed, "format": fmt, "image_size": image_size,
+                              "faults": faults})
     plans = plan_dataset(studies, seed)
     opts = Options(str(out), seed, fmt, image_size)
     chunks = _chunks(plans, CHUNK)
