@@ -410,3 +410,19 @@ def test_select_inputs_no_dedupe_keeps_rows_with_text_counts_and_views():
     assert deduped.reports.to_dict("list") == {"study_id": [1], "text": ["Test only."]}
     with pytest.raises(EvaluationInputError, match="empty sentence bank"):
         select_inputs(split, index, sentences, sections, "test", ["validate"])
+
+
+def test_evaluate_with_the_project_chexpert_labeller(embedded, tmp_path):
+    chexpert = pytest.importorskip("txtrayalign.chexpert")
+    if not hasattr(chexpert, "label_texts"):
+        pytest.skip("txtrayalign.chexpert.label_texts not available")
+    paths, root = embedded
+    out = tmp_path / "exp1"
+    args = evaluate_args(paths, root / "emb", out, "--gallery", "0", "--bootstrap", "0")
+    args[args.index("--report-labeller") + 1] = "chexpert"
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "chexpert" in metrics["report_labeller"]
+    oracle_k2 = metrics["methods"]["oracle"]["k"]["2"]
+    assert oracle_k2["micro_f1_all"]["value"] is not None and oracle_k2["micro_f1_all"]["ci_low"] is None
+    assert not (out / "gallery.html").exists()
