@@ -303,6 +303,15 @@ def test_every_finding_has_a_visible_sign(obs):
     assert min(effects) > 0.004, (obs, effects)
 
 
+@pytest.mark.parametrize("obs", ["Cardiomegaly", "Pleural Effusion", "Lung Opacity", "Consolidation", "Lung Lesion",
+                                 "Edema", "Atelectasis", "Support Devices"])
+def test_lateral_views_show_the_main_findings(obs):
+    details = SIGNS[obs][0]
+    seed = [31, 2, 1]
+    diff = render({obs: Finding(obs, 1.0, **details)}, "LATERAL", SIZE, seed) - render({}, "LATERAL", SIZE, seed)
+    assert np.sort(diff.ravel())[-SIZE * SIZE // 100:].mean() > 0.05, obs
+
+
 def test_negated_findings_are_not_drawn():
     seed = [21, 0, 0]
     base = render({}, "PA", SIZE, seed)

@@ -424,8 +424,8 @@ def _lateral(anat: Anatomy, present: Mapping[str, Finding], g: int) -> np.ndarra
         f = present["Pleural Effusion"]
         height = {"small": 0.05, "moderate": 0.1, "large": 0.18}.get(f.severity, 0.05) * (0.4 + 0.6 * f.strength)
         meniscus = dome - height - 0.1 * np.clip((X - 0.55) / 0.25, 0, 1)
-        extra += 0.4 * f.strength * smoothstep(meniscus, meniscus + 0.03, Y) * smoothstep(0.55, 0.65, X) * \
-            smoothstep(dome + 0.05, dome, Y) * body
+        extra += 0.4 * f.strength * smoothstep(meniscus, meniscus + 0.03, Y) * smoothstep(0.4, 0.7, X) * \
+            smoothstep(dome + 0.05, dome, Y) * smoothstep(-0.15, 0.05, lf)
     if "Atelectasis" in present:
         cv.line(extra, [(0.45, dome - 0.09), (0.65, dome - 0.07)], max(lw, 0.007), 0.28 * present["Atelectasis"].strength)
     if "Lung Lesion" in present:
