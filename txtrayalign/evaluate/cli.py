@@ -216,21 +216,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     written = write_outputs(result, args.out_dir)
     figures = plots.write_all(result.metrics, args.out_dir)
     log.info("wrote %s, %s and %d figures", written["metrics"], written["predictions"], len(figures))
-    if args.gallery > 0:
-        sentences = pd.read_parquet(args.sentences)
-        reader = open_image_reader(args.images_index) if args.images_index else None
-        labels = dict(zip(inputs.dicom_id, inputs.query_labels, strict=True))
-        page = gallery.write_gallery(
-            args.out_dir,
-            predictions_table(result),
-            labels,
-            gallery.report_texts(sentences.loc[sentences["study_id"].isin(set(inputs.study_id))]),
-            image_reader=reader,
-            n=args.gallery,
-            seed=args.seed,
-            title=result.metrics["experiment"],
-        )
-        log.info("wrote %s", page)
+    # Always written (a page without queries for --gallery 0), so the file a workflow expects exists.
+    sentences = pd.read_parquet(args.sentences)
+    reader = open_image_reader(args.images_index) if args.images_index and args.gallery > 0 else None
+    labels = dict(zip(inputs.dicom_id, inputs.query_labels, strict=True))
+    page = gallery.write_gallery(
+        args.out_dir,
+        predictions_table(result),
+        labels,
+        gallery.report_texts(sentences.loc[sentences["study_id"].isin(set(inputs.study_id))]),
+        image_reader=reader,
+        n=max(args.gallery, 0),
+        seed=args.seed,
+        title=result.metrics["experiment"],
+    )
+    log.info("wrote %s (%d queries shown)", page, max(args.gallery, 0))
     return 0
 
 

@@ -84,7 +84,7 @@ def write_gallery(
     thumbs = out / "gallery"
     thumbs.mkdir(parents=True, exist_ok=True)
     ids = pd.unique(predictions["dicom_id"])
-    chosen = ids[choose_queries(len(ids), n, seed)] if len(ids) else ids
+    chosen = ids[choose_queries(len(ids), n, seed)] if len(ids) and n > 0 else ids[:0]
     blocks = []
     for dicom_id in chosen:
         rows = predictions.loc[predictions["dicom_id"] == dicom_id].sort_values("rank")
