@@ -420,3 +420,21 @@ def test_jpg_only_dataset_points_at_jpgs(tmp_path):
     assert not kinds & {"truncated_dicom", "dicom_no_pixels"}
     with open(tmp_path / "faults.csv", encoding="utf-8") as fh:
         assert fh.readline().strip() == "kind,path,subject_id,study_id,dicom_id"
+
+
+def test_project_pipeline_reads_the_same_labels(synth_root, broken_paths):
+    """The project's own section parser and CheXpert labeller recover the table from the reports."""
+    sections = pytest.importorskip("txtrayalign.text.sections")
+    chexpert = pytest.importorskip("txtrayalign.chexpert")
+    table = {r["study_id"]: r for r in read_table(synth_root, C.CHEXPERT_TABLE)}
+    studies = [s for s in read_table(synth_root, C.STUDY_LIST) if s["path"] not in broken_paths]
+    texts = [sections.extract_sections((synth_root / s["path"]).read_text(encoding="utf-8")).label_text
+             for s in studies]
+    predicted = chexpert.label_reports(texts)
+    disagree = []
+    for s, row in zip(studies, predicted, strict=True):
+        for j, obs in enumerate(C.OBSERVATIONS):
+            want = float(table[s["study_id"]][obs]) if table[s["study_id"]][obs] else math.nan
+            if not (want == row[j] or (math.isnan(want) and math.isnan(row[j]))):
+                disagree.append((s["study_id"], obs, want, row[j]))
+    assert len(disagree) <= 0.01 * len(studies) * len(C.OBSERVATIONS), disagree

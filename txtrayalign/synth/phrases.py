@@ -10,8 +10,10 @@ import numpy as np
 
 from txtrayalign.synth.labels import Finding
 
-# Words that mark a mention of each observation (used by the tests and by the report builder to
-# keep other observations out of the label-bearing section).
+# Words that mark a mention of each observation (the tests use them to check that the label-bearing
+# section names exactly the valued observations). Phrases that CheXpert-style labellers read as other
+# observations are avoided on purpose: "Kerley B lines" (a line: support device), "air bronchograms"
+# (lung opacity).
 KEYWORDS: dict[str, tuple[str, ...]] = {
     "No Finding": ("acute cardiopulmonary", "acute intrathoracic"),
     "Enlarged Cardiomediastinum": ("mediastin",),
@@ -86,10 +88,10 @@ def affirm(f: Finding, rng: np.random.Generator) -> list[str]:
                             f"{_cap(loc)} airspace {plural}."])]
     if o == "Edema":
         return [_pick(rng, [f"{_cap(f.severity)} pulmonary edema.", f"There is {f.severity} interstitial pulmonary edema.",
-                            f"{_cap(f.severity)} pulmonary edema with Kerley B lines."])]
+                            f"{_cap(f.severity)} interstitial edema."])]
     if o == "Consolidation":
         loc = lobe_phrase(f, rng)
-        return [_pick(rng, [f"Consolidation {_where(loc)}.", f"Dense {loc} consolidation with air bronchograms.",
+        return [_pick(rng, [f"Consolidation {_where(loc)}.", f"Dense {loc} consolidation.",
                             f"There is {loc} consolidation."])]
     if o == "Pneumonia":
         loc = lobe_phrase(f, rng)
