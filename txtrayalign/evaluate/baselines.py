@@ -6,6 +6,8 @@ model's retrieval.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .retrieval import topk_similarity
@@ -16,7 +18,7 @@ LABEL_VALUES = (1.0, 0.0, -1.0)
 HIT_WEIGHT = 33.0
 
 
-def random_retrieval(n_queries: int, bank_size: int, k: int, seed: int) -> np.ndarray:
+def random_retrieval(n_queries: int, bank_size: int, k: int, seed: int | Sequence[int]) -> np.ndarray:
     """k distinct bank indices per query, uniformly at random (seeded `numpy.random.Generator`)."""
     if not 1 <= k <= bank_size:
         raise ValueError(f"k={k} must be between 1 and the bank size ({bank_size})")
@@ -36,7 +38,7 @@ def random_retrieval(n_queries: int, bank_size: int, k: int, seed: int) -> np.nd
             out[bad] = rng.integers(0, bank_size, size=(bad.size, k))
 
 
-def random_ranks(n_queries: int, n_candidates: int, seed: int) -> np.ndarray:
+def random_ranks(n_queries: int, n_candidates: int, seed: int | Sequence[int]) -> np.ndarray:
     """Ranks of the true item under a random ordering of `n_candidates`: uniform on 1..n_candidates."""
     rng = np.random.default_rng(seed)
     return rng.integers(1, n_candidates + 1, size=n_queries).astype(np.float64)

@@ -12,14 +12,14 @@ materialising a (B, N, columns) array.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 SumsFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+def resample_counts(n: int, n_boot: int, seed: int | Sequence[int]) -> np.ndarray:
     """(n_boot, n) float64 matrix: how often each query is drawn in each resample.
 
     Built from the (n_boot, n) index matrix `Generator(PCG64(seed)).integers(0, n, (n_boot, n))`.

@@ -35,6 +35,16 @@ from .retrieval import rank_of_targets, topk_similarity
 log = logging.getLogger(__name__)
 
 METHODS = ("model", "random", "most_frequent", "oracle")
+# Each random draw gets its own stream, (seed, stream id), so that e.g. the bootstrap resamples are
+# not correlated with the random baseline's draws although both come from the one --seed.
+STREAMS = {"sample": 1, "random": 2, "bootstrap": 3, "random_ranks": 4}
+
+
+def stream_seed(seed: int, stream: str) -> list[int]:
+    """The entropy of one independent random stream derived from the user's seed."""
+    return [int(seed), STREAMS[stream]]
+
+
 Labeller = Callable[[list[str]], np.ndarray]
 
 
@@ -103,7 +113,8 @@ def load_inputs(
 
     rows = np.arange(qs.embeddings.shape[0])
     if sample is not None and sample < rows.size:
-        rows = np.sort(np.random.default_rng(seed).choice(rows.size, size=sample, replace=False))
+        rng = np.random.default_rng(stream_seed(seed, "sample"))
+        rows = np.sort(rng.choice(rows.size, size=sample, replace=False))
         log.info("sampled %d of %d queries (seed %d)", rows.size, qs.embeddings.shape[0], seed)
 
     report_labels = read_table(report_labels_path, ["study_id", *OBSERVATIONS])
@@ -214,7 +225,7 @@ def evaluate(
     n_boot: int = 1000,
     seed: int = 0,
     labeller: Labeller | None = None,
-    query_chunk: int = 1024,
+    query_chunk: int = 2048,
     key_chunk: int = 16384,
 ) -> EvalResult:
     """Retrieve with the model and the baselines and compute every metric with bootstrap intervals.
@@ -240,11 +251,11 @@ def evaluate(
     )
     retrieved = {
         "model": model_idx,
-        "random": random_retrieval(n, m, max_k, seed),
+        "random": random_retrieval(n, m, max_k, stream_seed(seed, "random")),
         "most_frequent": np.broadcast_to(most_frequent(inputs.text_count, max_k), (n, max_k)).copy(),
         "oracle": oracle_retrieval(inputs.query_labels, inputs.bank_labels, max_k, query_chunk, key_chunk)[0],
     }
-    counts = resample_counts(n, n_boot, seed) if n_boot > 0 else None
+    counts = resample_counts(n, n_boot, stream_seed(seed, "bootstrap")) if n_boot > 0 else None
 
     text_labels: dict[str, np.ndarray] = {}
     if labeller is not None:
@@ -273,7 +284,7 @@ def evaluate(
     n_reports = inputs.report_embeddings.shape[0]
     if n_reports and not np.isnan(ranks).all():
         methods["model"]["exact_pair"] = exact_pair_metrics(ranks, counts)
-        rand = random_ranks(n, n_reports, seed)
+        rand = random_ranks(n, n_reports, stream_seed(seed, "random_ranks"))
         rand[np.isnan(ranks)] = np.nan
         methods["random"]["exact_pair"] = exact_pair_metrics(rand, counts)
     else:
