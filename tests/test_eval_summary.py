@@ -1,0 +1,64 @@
+"""The cross-experiment summary table from metrics.json files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from txtrayalign.evaluate import EvaluationInputError
+from txtrayalign.evaluate.summary import BASELINES, COLUMNS, summary_table, to_markdown, write_summary
+
+
+def _entry(base: float) -> dict:
+    return {
+        name: {"value": base + i / 100, "ci_low": base + i / 100 - 0.01, "ci_high": base + i / 100 + 0.01}
+        for i, name in enumerate(COLUMNS)
+    }
+
+
+def _write(path: Path, name: str, model: float, baseline: float, ks=("1", "2")) -> Path:
+    methods = {"model": {"k": {k: _entry(model) for k in ks}}}
+    methods.update({b: {"k": {k: _entry(baseline + j) for k in ks}} for j, b in enumerate(BASELINES)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"experiment": name, "n_queries": 10, "k": [int(k) for k in ks], "methods": methods})
+    )
+    return path
+
+
+def test_shared_baselines_appear_once_and_models_keep_their_order(tmp_path):
+    a = _write(tmp_path / "b_exp" / "metrics.json", "b_exp", 0.5, 0.1)
+    b = _write(tmp_path / "a_exp" / "metrics.json", "a_exp", 0.6, 0.1)
+    table = summary_table([a, b], k=2)
+    assert table["experiment"].tolist() == ["b_exp", "a_exp", "(baseline)", "(baseline)", "(baseline)"]
+    assert table["method"].tolist() == ["model", "model", *BASELINES]
+    assert table.loc[0, "precision"] == pytest.approx(0.51)
+    md = to_markdown(table, 2)
+    assert "| b_exp | model | 0.500 [0.490, 0.510] | 0.510 [0.500, 0.520]" in md
+
+
+def test_differing_baselines_are_listed_per_experiment(tmp_path):
+    a = _write(tmp_path / "a" / "metrics.json", "a", 0.5, 0.1)
+    b = _write(tmp_path / "b" / "metrics.json", "b", 0.6, 0.2)
+    table = summary_table([a, b], k=1)
+    assert len(table) == 2 + 2 * len(BASELINES)
+    assert table.loc[table["method"] == "random", "experiment"].tolist() == ["a", "b"]
+
+
+def test_write_summary_files_and_errors(tmp_path):
+    a = _write(tmp_path / "a" / "metrics.json", "a", 0.5, 0.1)
+    csv, md = tmp_path / "s.csv", tmp_path / "s.md"
+    write_summary([a], 2, csv, md)
+    assert pd.read_csv(csv)["method"].tolist() == ["model", *BASELINES]
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 1 + len(BASELINES)  # header, the model, the baselines
+    with pytest.raises(EvaluationInputError, match="no model results at k=5"):
+        summary_table([a], k=5)
+    with pytest.raises(EvaluationInputError, match="not found"):
+        summary_table([tmp_path / "missing.json"], k=2)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(EvaluationInputError, match="not valid JSON"):
+        summary_table([tmp_path / "bad.json"], k=2)
