@@ -76,9 +76,9 @@ class Labeller:
         mentions = self.finder.find(sentence)
         out = []
         if mentions:
-            bounds = self.classifier.breakers(sentence)
+            context = self.classifier.prepare(sentence)
             for mention in mentions:
-                decision = self.classifier.classify(sentence, mention, bounds)
+                decision = self.classifier.classify(sentence, mention, context)
                 if decision is not None:
                     out.append((mention.observations, decision.label, mention.kind == "chf"))
         result = tuple(out)
@@ -128,9 +128,9 @@ class Labeller:
         """Every mention of a text with its decision and the trigger that decided it."""
         out: list[Explanation] = []
         for sentence in split_sentences(_lower(text or "")):
-            bounds = self.classifier.breakers(sentence)
+            context = self.classifier.prepare(sentence)
             for mention in self.finder.find(sentence):
-                decision = self.classifier.classify(sentence, mention, bounds)
+                decision = self.classifier.classify(sentence, mention, context)
                 for obs in mention.observations:
                     out.append(Explanation(
                         sentence, mention.text, OBSERVATIONS[obs],

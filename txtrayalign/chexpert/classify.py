@@ -15,7 +15,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from txtrayalign.chexpert.mention import Mention, union
+from txtrayalign.chexpert.mention import Mention, trie_regex, union
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 
@@ -29,6 +29,15 @@ _FIRST_WORD = re.compile(r"^\s*[^\s]+")
 _HEDGE_END = (r"(?=\s*(?:[.,;:!?)]|$)|\s+(?:present|seen|noted|identified|visible|evident|given|in|at|on|"
               r"within|along|due|related|secondary|and|but|or|although|though|however|which|with|by|"
               r"small|tiny|minimal|mild|unchanged|stable|new|there|here|now|again)\b)")
+
+
+@dataclass(frozen=True)
+class SentenceContext:
+    """What the classifier finds once per sentence: scope breakers and before-triggers."""
+
+    breaker_starts: list[int]
+    breaker_ends: list[int]
+    triggers: list[tuple[int, int, str, str]]  # (start, end, kind, text), in order
 
 
 @dataclass(frozen=True)
@@ -48,14 +57,20 @@ class Classifier:
                 raise ValueError(f"triggers.yaml: list {key!r} is missing or empty")
             return union([str(x) for x in items])
 
-        self.pre_neg_unc_before = re.compile(words("pre_negation_uncertainty_before"))
-        self.pre_neg_unc_after = re.compile(_FILLER + f"(?:{words('pre_negation_uncertainty_after')})")
-        self.negation_before = re.compile(
-            f"(?P<pseudo>{words('pseudo_negation')})|(?P<trigger>{words('negation_before')})"
+        def trie(key: str) -> str:
+            words(key)  # validates the list
+            return trie_regex([str(x) for x in triggers[key]], hyphen_guard=False)
+
+        # All triggers that stand before a mention, in one regex: one scan per sentence.
+        self.before = re.compile(
+            f"(?P<pre_negation_uncertainty>{trie('pre_negation_uncertainty_before')})"
+            f"|(?P<pseudo>{trie('pseudo_negation')})"
+            f"|(?P<negation>{trie('negation_before')})"
+            f"|(?P<uncertainty>{trie('uncertainty_before')})"
         )
+        self.pre_neg_unc_after = re.compile(_FILLER + f"(?:{words('pre_negation_uncertainty_after')})")
         self.negation_after = re.compile(_FILLER + f"(?:{words('negation_after')})")
         self.negation_adjacent = re.compile(_ADJACENT + f"(?:{words('negation_after_adjacent')})")
-        self.uncertainty_before = re.compile(words("uncertainty_before"))
         self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})" + _HEDGE_END)
         self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
         self.alternative_before = re.compile(
@@ -63,7 +78,7 @@ class Classifier:
         )
         self.alternative_after = re.compile(r"^[\s,]*(?:[a-z0-9\-]+[\s,]+){0,1}?" +
                                             f"(?:{words('alternative_after')})")
-        self.breaker = re.compile(words("scope_breakers"))
+        self.breaker = re.compile(trie("scope_breakers"))
         self.verbs = re.compile(words("verbs"))
         self.abnormal = re.compile(words("attribute_abnormal"))
         self.stable = re.compile(words("attribute_stable"))
@@ -72,23 +87,27 @@ class Classifier:
             r"(?:[\s\-]+(?:the|a|an|right|left|upper|lower|superior|inferior|posterior|anterior))*[\s\-]*$"
         )
 
-    def breakers(self, sentence: str) -> tuple[list[int], list[int]]:
-        """Start and end offsets of the scope breakers of a sentence (sorted)."""
+    def prepare(self, sentence: str) -> SentenceContext:
+        """Scope breakers and before-triggers of a sentence, found once for all its mentions."""
         starts, ends = [], []
         for m in self.breaker.finditer(sentence):
             starts.append(m.start())
             ends.append(m.end())
-        return starts, ends
+        triggers = [(m.start(), m.end(), m.lastgroup, m.group()) for m in self.before.finditer(sentence)]
+        return SentenceContext(starts, ends, triggers)
 
-    def _before(self, regex: re.Pattern, pre: str) -> str:
-        """The last trigger in `pre` with no verb between it and the mention ("" when none)."""
+    def _before(self, kind: str, context: SentenceContext, sentence: str, scope_start: int, start: int) -> str:
+        """The last `kind` trigger between scope_start and the mention with no verb between it and
+        the mention ("" when none)."""
         found = ""
-        for m in regex.finditer(pre):
-            if m.lastgroup == "pseudo":
+        for t_start, t_end, t_kind, text in context.triggers:
+            if t_kind != kind or t_start < scope_start:
                 continue
-            between = _FIRST_WORD.sub("", pre[m.end():], count=1)
+            if t_end > start:
+                break
+            between = _FIRST_WORD.sub("", sentence[t_end:start], count=1)
             if not self.verbs.search(between):
-                found = m.group()
+                found = text
         return found
 
     @staticmethod
@@ -96,28 +115,30 @@ class Classifier:
         m = regex.match(post)
         return m.group().strip(" ,") if m else ""
 
-    def classify(self, sentence: str, mention: Mention, bounds: tuple[list[int], list[int]]
-                 ) -> Decision | None:
+    def classify(self, sentence: str, mention: Mention, context: SentenceContext) -> Decision | None:
         """The decision for one mention of a lower-case sentence; None drops the mention
         (an anatomical `attribute` phrase with no qualifier, or one used as a landmark)."""
         start, end = mention.start, mention.end
         if mention.kind == "attribute" and self.positional.search(sentence, max(0, start - 40), start):
             return None
-        starts, ends = bounds
+        starts, ends = context.breaker_starts, context.breaker_ends
         i = bisect.bisect_right(ends, start)
         scope_start = ends[i - 1] if i else 0
         j = bisect.bisect_left(starts, end)
         scope_end = starts[j] if j < len(starts) else len(sentence)
         pre, post = sentence[scope_start:start], sentence[end:scope_end]
 
-        t = self._before(self.pre_neg_unc_before, pre) or self._after(self.pre_neg_unc_after, post)
+        t = (self._before("pre_negation_uncertainty", context, sentence, scope_start, start)
+             or self._after(self.pre_neg_unc_after, post))
         if t:
             return Decision(UNCERTAIN, t, "pre_negation_uncertainty")
-        t = (self._before(self.negation_before, pre) or self._after(self.negation_after, post)
+        t = (self._before("negation", context, sentence, scope_start, start)
+             or self._after(self.negation_after, post)
              or self._after(self.negation_adjacent, post))
         if t:
             return Decision(NEGATIVE, t, "negation")
-        t = (self._before(self.uncertainty_before, pre) or self._after(self.uncertainty_after, post)
+        t = (self._before("uncertainty", context, sentence, scope_start, start)
+             or self._after(self.uncertainty_after, post)
              or self._after(self.uncertainty_adjacent, post))
         if t:
             return Decision(UNCERTAIN, t, "uncertainty")

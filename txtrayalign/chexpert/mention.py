@@ -101,24 +101,29 @@ def _expand_leading_group(phrase: str) -> list[str]:
     return out
 
 
-def _trie_regex(phrases: list[str]) -> str:
-    """One regex (no capturing groups) matching any phrase at a word start; a literal-prefix trie.
+def trie_regex(phrases: list[str], hyphen_guard: bool = True) -> str:
+    """One regex (no capturing groups) matching any of `phrases`; a literal-prefix trie.
 
     Each phrase's leading letters go into a character trie, so at a word start the regex engine
-    follows one path instead of trying every phrase in turn.
+    follows one path instead of trying every phrase in turn. Phrases that start with a letter or
+    digit match only at a word start; others (";", ", the", "\\?") anywhere.
     """
     trie: dict = {}
+    others: list[str] = []
     for phrase in phrases:
         for variant in _expand_leading_group(phrase.strip().lower()):
+            if not variant[:1].isalnum():
+                others.append(phrase.lower() if variant == phrase.strip().lower() else variant)  # " - " != "-"
+                continue
             literal = _LITERAL.match(variant).group(0)
-            if literal and variant[len(literal) : len(literal) + 1] in {"*", "?"}:
+            if literal and variant[len(literal) : len(literal) + 1] in {"*", "?", "{"}:
                 literal = literal[:-1]  # "tubes?" / "opaci*": the last letter belongs to the operator
             node = trie
             for ch in literal:
                 node = node.setdefault(ch, {})
             node.setdefault("", set()).add(variant[len(literal) :])
 
-    guard = r"(?![a-z0-9])(?!-[a-z])"
+    guard = r"(?![a-z0-9])" + (r"(?!-[a-z])" if hyphen_guard else "")
 
     def emit(node: dict) -> str:
         branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
@@ -126,7 +131,12 @@ def _trie_regex(phrases: list[str]) -> str:
         branches += [phrase_to_regex(rest) + guard if rest.strip() else guard for rest in rests]
         return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
 
-    return r"(?<![a-z0-9])" + emit(trie)
+    parts = [r"(?<![a-z0-9])" + emit(trie)] if trie else []
+    for phrase in sorted(others, key=len, reverse=True):
+        last = phrase.strip()[-1:]
+        end = guard if (last.isalnum() or last in "*)") else ""
+        parts.append(phrase_to_regex(phrase) + end)
+    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
 
 
 def _first_letter(phrase: str) -> str | None:
@@ -163,7 +173,7 @@ class PhraseSet:
     def __init__(self, entries: list[tuple[str, object]]):
         self._entries = self._ordered(entries)
         self._info = [info for _, info in self._entries]
-        self.fast = re.compile(_trie_regex([p for p, _ in self._entries]))
+        self.fast = re.compile(trie_regex([p for p, _ in self._entries]))
         self.slow = re.compile(_lookahead_union([(p, i + 1) for i, (p, _) in enumerate(self._entries)]))
         self._cache: dict[str, tuple[tuple[object, int, int], ...]] = {}
 
