@@ -61,7 +61,7 @@ def test_k_equal_to_bank_and_bad_arguments():
 def test_rank_of_targets_counts_better_and_earlier_ties():
     keys = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     q = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
-    ranks = rank_of_targets(q, keys, np.array([0, 1, 2]), chunk=2)
+    ranks = rank_of_targets(q, keys, np.array([0, 1, 2]), max_block_elements=6)  # chunks of 2 queries
     np.testing.assert_array_equal(ranks, [1, 2, 3])
 
 
@@ -93,3 +93,16 @@ def test_oracle_equals_brute_force_lexicographic_choice():
         ref = np.lexsort((cols, -score), axis=1)[:, :k]
         np.testing.assert_array_equal(idx, ref)
         np.testing.assert_array_equal(hits, np.take_along_axis(pair_hits, idx, axis=1))
+
+
+@pytest.mark.parametrize("max_block_elements", [1, 37, 10_000])
+def test_rank_of_targets_equals_position_in_full_stable_sort(max_block_elements):
+    rng = np.random.default_rng(9)
+    q = rng.integers(-2, 3, size=(19, 5)).astype(np.float32)
+    keys = rng.integers(-2, 3, size=(31, 5)).astype(np.float32)
+    target = rng.integers(0, 31, size=19)
+    _, order = reference_topk(q, keys, 31)
+    expected = [int(np.nonzero(order[i] == target[i])[0][0]) + 1 for i in range(19)]
+    np.testing.assert_array_equal(
+        rank_of_targets(q, keys, target, max_block_elements=max_block_elements), expected
+    )

@@ -121,16 +121,20 @@ def topk_similarity(
 
 
 def rank_of_targets(
-    queries: np.ndarray, keys: np.ndarray, target: np.ndarray, chunk: int = 1024
+    queries: np.ndarray, keys: np.ndarray, target: np.ndarray, max_block_elements: int = 1 << 25
 ) -> np.ndarray:
     """1-based rank of key `target[i]` for query i among all keys (ties count against: rank = 1 + #better,
-    + #equal with a lower index), computed in chunks without sorting.
+    + #equal with a lower index), computed over query chunks without sorting.
+
+    Each query's own score comes from the same (chunk, M) product as the scores it is compared with,
+    so the comparison is exact; memory is bounded by `max_block_elements` float32 scores per chunk.
     """
     q_all = torch.as_tensor(queries)
     k_all = _as_float32(torch.as_tensor(keys))
     target_t = torch.as_tensor(np.asarray(target, dtype=np.int64))
     ranks = np.empty(q_all.shape[0], dtype=np.int64)
     col = torch.arange(k_all.shape[0])
+    chunk = max(1, min(4096, max_block_elements // max(1, k_all.shape[0])))
     for s in range(0, q_all.shape[0], chunk):
         q = _as_float32(q_all[s : s + chunk])
         scores = q @ k_all.T
