@@ -20,7 +20,7 @@ NAN = float("nan")
 def labels(text: str) -> dict[str, float]:
     """The mentioned observations of one text: name -> 1 / 0 / -1."""
     row = label_texts([text])[0]
-    return {name: float(v) for name, v in zip(OBSERVATIONS, row) if not math.isnan(v)}
+    return {name: float(v) for name, v in zip(OBSERVATIONS, row, strict=True) if not math.isnan(v)}
 
 
 # --------------------------------------------------------------------------- the CheXpert sample

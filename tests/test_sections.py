@@ -121,7 +121,7 @@ def test_build_tables_and_cli(tmp_path):
     assert first["section"].tolist() == ["findings", "findings", "impression"]
     assert first["position"].tolist() == [0, 1, 0]
     assert sentences["sentence_id"].is_unique and sentences["sentence_id"].dtype == "int64"
-    assert dict(zip(problems.study_id, problems.kind)) == {50000002: "empty", 50000003: "not_utf8",
+    assert dict(zip(problems.study_id, problems.kind, strict=True)) == {50000002: "empty", 50000003: "not_utf8",
                                                            50000004: "missing"}
     # The CLI writes the three tables, and sentence ids are stable between runs.
     from txtrayalign.cli import main

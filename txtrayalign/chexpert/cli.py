@@ -98,7 +98,7 @@ def run_label(args: argparse.Namespace) -> int:
             log.warning("%d studies are not in %s; labelling them here (first: %s)", int(missing.sum()),
                         args.official, reports.loc[missing, "study_id"].head(5).tolist())
             merged.loc[missing, OBSERVATIONS] = label_unique(
-                [t for t, m in zip(texts, missing) if m], args.workers, "label reports")
+                [t for t, m in zip(texts, missing, strict=True) if m], args.workers, "label reports")
         reports = merged
     else:
         reports[OBSERVATIONS] = label_unique(texts, args.workers, "label reports")

@@ -111,7 +111,7 @@ def split_sentences(text: str) -> list[str]:
         # Break inline numbered items apart first ("1. A. 2. B." -> "1. A.", "2. B.").
         starts = [m.start() for m in _INLINE_ITEM.finditer(line)]
         bounds = sorted(set([0, *starts, len(line)]))
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             item = _clean(line[a:b])
             for sentence in _split_segment(item):
                 sentence = _clean(sentence)
