@@ -157,7 +157,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         "--sample", type=int, default=None, help="evaluate N queries drawn at random (seeded)"
     )
     parser.add_argument(
-        "--gallery", type=int, default=12, help="queries shown in gallery.html (0: no gallery)"
+        "--gallery", type=int, default=12, help="queries shown in gallery.html (0: a page without queries)"
     )
     parser.add_argument(
         "--report-labeller",
@@ -169,7 +169,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out-dir", required=True, help="eval/<exp>: metrics.json, predictions.parquet, plots, gallery"
     )
-    parser.add_argument("--experiment", default=None, help="experiment name (default: from the embeddings)")
+    parser.add_argument("--experiment", default=None, help="experiment name (default: the name of --out-dir)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
 
 
