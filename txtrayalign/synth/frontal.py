@@ -90,7 +90,9 @@ def frontal(anat: Anatomy, present: Mapping[str, Finding], g: int, portable: boo
     theta = np.arctan2(Y - 0.45, X - hxs)
     r = np.hypot(X - hxs, Y - 0.45)
     wob = np.sin(11.0 * r + anat.vessel_phase) + 0.5 * np.sin(23.0 * r + 2 * anat.vessel_phase)
-    vessels = (0.5 + 0.5 * np.cos(46.0 * theta + 2.5 * wob)) ** 6 * np.exp(-r / 0.3)
+    # Branching look: the spokes bend with distance and their spacing varies around the hilum.
+    bend = 2.5 * wob + 2.0 * np.sin(7.0 * theta + anat.vessel_phase) * (r / 0.2)
+    vessels = (0.5 + 0.5 * np.cos(40.0 * theta + bend)) ** 6 * np.exp(-r / 0.3) * (0.6 + 0.4 * np.cos(5.0 * theta))
     vessels += 1.5 * np.exp(-((r / 0.05) ** 2))  # hilar vessels
     markings = np.ones_like(X)  # where lung markings survive (pneumothorax removes them)
 
