@@ -47,7 +47,8 @@ def _strip_pixels(path: Path) -> None:
 
 def _latin1(path: Path) -> None:
     text = path.read_bytes().decode("utf-8")
-    text = text.replace("___", "M\u00fcller", 1) if "___" in text else text + " Signed: Dr. M\u00fcller\n"
+    # A name the anonymiser missed, in latin-1: as long as the `___` it replaces, so lines keep their width.
+    text = text.replace("___", "Zo\u00eb", 1) if "___" in text else text + " Signed: Zo\u00eb\n"
     path.write_bytes(text.encode("latin-1"))
 
 
