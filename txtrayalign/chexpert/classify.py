@@ -24,6 +24,12 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 _FILLER = r"^[\s,]*(?:[a-z0-9'/.()\-]+[\s,]+){0,6}?"
 _ADJACENT = r"^[\s,]*"
 _FIRST_WORD = re.compile(r"^\s*[^\s]+")
+_COMMA_NEW_FINDING = re.compile(
+    r"(,)\s+(?:a\s+|an\s+)?(?:mild|mildly|moderate|moderately|severe|severely|small|large|trace|minimal|"
+    r"tiny|new|persistent|stable|increased|increasing|decreased|improved|improving|unchanged|residual|"
+    r"worsening|worsened|slight|subtle|extensive|bilateral|bibasilar|left|right)\b"
+)
+_OR = re.compile(r"\b(?:or|nor)\b")
 # A hedge after a mention is about that mention only when no new noun phrase follows it:
 # "effusion is likely." / "effusion is possibly present" but not "opacity likely reflects atelectasis".
 _HEDGE_END = (r"(?=\s*(?:[.,;:!?)]|$)|\s+(?:present|seen|noted|identified|visible|evident|given|in|at|on|"
@@ -89,10 +95,15 @@ class Classifier:
 
     def prepare(self, sentence: str) -> SentenceContext:
         """Scope breakers and before-triggers of a sentence, found once for all its mentions."""
-        starts, ends = [], []
-        for m in self.breaker.finditer(sentence):
-            starts.append(m.start())
-            ends.append(m.end())
+        spans = [m.span() for m in self.breaker.finditer(sentence)]
+        # "no pneumothorax, small left effusion": a comma before a size or course word starts a
+        # new finding, unless an "or" later shows a list ("no consolidation, large effusion or ...").
+        for m in _COMMA_NEW_FINDING.finditer(sentence):
+            if not _OR.search(sentence, m.end()):
+                spans.append(m.span(1))
+        spans.sort()
+        starts = [a for a, _ in spans]
+        ends = [b for _, b in spans]
         triggers = [(m.start(), m.end(), m.lastgroup, m.group()) for m in self.before.finditer(sentence)]
         return SentenceContext(starts, ends, triggers)
 
