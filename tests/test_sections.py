@@ -46,6 +46,15 @@ def test_addendum_before_report_and_findings_and_impression():
     assert r.train_text("both") == "Moderate cardiomegaly. No pneumothorax."
 
 
+def test_wet_read_above_the_bar_keeps_its_name():
+    text = (" WET READ: ___ ___ 8:32 PM\n  No pneumothorax.\n " + "_" * 78 + "\n" + " " * 33 + "FINAL REPORT\n"
+            " INDICATION:  eval\n \n IMPRESSION:  No pneumothorax.  Small effusion.\n")
+    r = extract_sections(text)
+    assert r.sections["wet_read"] == "___ ___ 8:32 PM No pneumothorax."
+    assert "addendum" not in r.sections
+    assert r.label_text == "No pneumothorax. Small effusion."
+
+
 def test_no_headers_uses_last_paragraph():
     r = extract_sections("PA and lateral views of the chest.\n\nThe lungs are clear.\nNo pneumothorax.\n")
     assert r.sections == {}

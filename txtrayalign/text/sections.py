@@ -66,7 +66,7 @@ _add("ADDENDUM|ADDENDA|ADDENDUM #1|ADDENDUM 1", "addendum")
 
 # "HEADER: text" at the start of a line. Letters, spaces, '/', '&', '#', digits after the first word.
 _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z/&#()' -]{0,48}?)\s*:(?!\d)\s*(.*)$")
-_TITLE = re.compile(r"^\s*(?:FINAL|PRELIMINARY|WET READ|ADDENDUM)?\s*REPORT\s*$", re.IGNORECASE)
+_TITLE = re.compile(r"^\s*(?:FINAL|PRELIMINARY)?\s*(?:REPORT|ADDENDUM)\s*$", re.IGNORECASE)
 _UNDERSCORE_LINE = re.compile(r"^\s*_{5,}\s*$")
 
 
@@ -182,12 +182,14 @@ def extract_sections(text: str) -> ReportSections:
             addendum_lines, lines = head, [x for x in tail if not _UNDERSCORE_LINE.match(x)]
     sections, paragraphs = _parse_body(lines)
     if addendum_lines:
+        # Named parts above the bar ("ADDENDUM:", "WET READ:") keep their names; text without a
+        # header there is an addendum.
         head_sections, head_paragraphs = _parse_body(addendum_lines)
-        addendum = head_sections.get("addendum") or _join([x for p in head_paragraphs for x in [*p, ""]])
-        if addendum:
-            sections["addendum"] = (addendum + "\n" + sections["addendum"]).strip() if sections.get(
-                "addendum"
-            ) else addendum
+        if not head_sections:
+            head_sections = {"addendum": _join([x for p in head_paragraphs for x in [*p, ""]])}
+        for name, body in head_sections.items():
+            if body:
+                sections[name] = f"{body}\n{sections[name]}" if sections.get(name) else body
     sections = {name: body for name, body in sections.items() if body}
     last = _join(paragraphs[-1]) if paragraphs else ""
     return ReportSections(sections=sections, last_paragraph=last)
