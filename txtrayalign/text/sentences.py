@@ -23,7 +23,7 @@ _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 ABBREVIATIONS: frozenset[str] = frozenset(
     """
     dr mr mrs ms prof st e.g eg i.e ie approx appr vs v etc cf al fig figs incl est min max
-    resp esp ca c.f a.k.a aka p.o b.i.d t.i.d q.d sr jr ft lt rt l.l.q r.u.q
+    resp esp ca c.f a.k.a aka p.o b.i.d t.i.d q.d sr jr ft lt rt l.l.q r.u.q pt pts hx dx tx sx
     """.split()
 )
 # Abbreviations that are abbreviations only before a number ("No. 2", "Fig. 3", "pg. 4").
