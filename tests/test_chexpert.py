@@ -117,7 +117,15 @@ CASES = [
      {"Lung Opacity": 1, "Atelectasis": -1, "Pneumonia": -1}),
     # anatomy as a landmark is not a mention
     ("Density projecting over the heart is unchanged.", {"Lung Opacity": 1}),
-    # other findings make No Finding blank; pleural scarring is not Lung Opacity
+    # unmentions: words that look like a mention but are something else
+    ("Kerley B lines are noted.", {"Edema": 1}),
+    ("Degenerative changes with end plate sclerosis.", {}),
+    ("Small pericardial effusion.", {}),
+    ("Calcified granuloma in the left upper lobe.", {}),
+    ("Skin fold projects over the right lung; the pleural line is not displaced.", {"No Finding": 1}),
+    ("Hydropneumothorax on the right.", {"Pneumothorax": 1, "Pleural Effusion": 1}),
+    ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1, "Lung Opacity": 1}),
+    # other findings make No Finding blank
     ("Emphysema.", {}),
 ]
 
