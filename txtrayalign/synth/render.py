@@ -46,4 +46,7 @@ def render(findings: Mapping[str, Finding], view: str, size: int, seed: Sequence
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.round(img * 255.0).astype(np.uint8)
+    """An image in [0, 1] as uint8, rounded to nearest."""
+    out = img * F32(255.0)
+    out += F32(0.5)
+    return out.astype(np.uint8)
