@@ -410,6 +410,9 @@ def test_cli_prints_rate(tmp_path, capsys):
     (tmp_path / "real" / "files" / "p11").mkdir(parents=True)
     assert main(["synth", "--out", str(tmp_path / "real"), "--studies", "4", "--seed", "2"]) == 2  # not ours
     assert main(["synth", "--out", str(tmp_path / "x"), "--studies", "0", "--seed", "2"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "x"), "--studies", "2", "--seed", "-1"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "x"), "--studies", "2", "--seed", "1", "--workers", "0"]) == 2
+    assert not (tmp_path / "x" / C.RECORD_LIST).exists()
 
 
 def test_jpg_only_dataset_points_at_jpgs(tmp_path):

@@ -55,6 +55,8 @@ def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: i
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out)

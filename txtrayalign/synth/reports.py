@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from txtrayalign.synth import phrases
-from txtrayalign.synth.labels import NO_FINDING, SUPPORT_DEVICES, Finding, StudyLabels
+from txtrayalign.synth.labels import NO_FINDING, Finding, StudyLabels
 
 WIDTH = 79  # characters per line, leading space included
 HEADER = " " * 33 + "FINAL REPORT"
@@ -178,7 +178,3 @@ def observations_stated(record: ReportRecord) -> dict[str, float]:
         for o in st.observations:
             out[o] = st.value
     return out
-
-
-__all__ = ["ReportRecord", "Statement", "write_report", "observations_stated", "wrap", "HEADER", "WIDTH",
-           "SUPPORT_DEVICES"]
