@@ -55,14 +55,14 @@ def phrase_to_regex(phrase: str) -> str:
     return "".join(out)
 
 
-def bounded(phrase: str, hyphen_guard: bool = False) -> str:
+def bounded(phrase: str) -> str:
     """The phrase's regex, anchored at word edges where it starts/ends with a letter or digit."""
     p = phrase.strip()
     body = phrase_to_regex(p)
     start = r"(?<![a-z0-9])" if p[:1].isalnum() else ""
     last = p[-1:]
     if last.isalnum() or last in "*)?":
-        end = r"(?![a-z0-9])" + (r"(?!-[a-z])" if hyphen_guard else "")
+        end = r"(?![a-z0-9])"
     else:
         end = ""
     return f"{start}(?:{body}){end}"
@@ -207,14 +207,6 @@ class PhraseSet:
             offset = m.start()
             for info, a, b in self.identify(m.group()):
                 out.append((info, offset + a, offset + b))
-        return out
-
-    def find_slow(self, text: str) -> list[tuple[object, int, int]]:
-        """Same as `find`, without the trie and the cache (for checks and benchmarks)."""
-        out = []
-        for m in self.slow.finditer(text):
-            g = m.lastindex
-            out.append((self._info[g - 1], m.start(g), m.end(g)))
         return out
 
 
