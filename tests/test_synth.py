@@ -233,6 +233,12 @@ def test_rerun_replaces_own_dataset_but_not_foreign_data(tmp_path):
     assert (foreign / "files" / "p10").is_dir()
     generate(foreign, studies=3, seed=2, image_size=32, overwrite=True)
     assert len(read_table(foreign, C.STUDY_LIST)) == 3
+    tables_only = tmp_path / "tables-only"
+    tables_only.mkdir()
+    (tables_only / C.CHEXPERT_TABLE).write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match=C.CHEXPERT_TABLE):
+        generate(tables_only, studies=3, seed=2, image_size=32)
+    assert (tables_only / C.CHEXPERT_TABLE).read_bytes() == b"not ours"
 
 
 def test_killed_run_leaves_no_tables(tmp_path, monkeypatch):

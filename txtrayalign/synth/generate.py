@@ -29,12 +29,13 @@ def _prepare(out: Path, overwrite: bool, settings: dict) -> None:
     Tables go first, so a killed rerun leaves no complete-looking tables beside a half-written tree.
     """
     files = out / "files"
-    if files.exists() and any(files.iterdir()):
-        if not overwrite and not (out / MARKER).is_file():
-            raise FileExistsError(f"{files} holds a dataset this generator did not write; "
-                                  "pass overwrite=True (--overwrite) to replace it")
-        for name in (*TABLES, FAULTS_CSV):
-            (out / name).unlink(missing_ok=True)
+    existing = [out / n for n in TABLES if (out / n).exists()] + ([files] if files.is_dir() and any(files.iterdir()) else [])
+    if existing and not overwrite and not (out / MARKER).is_file():
+        raise FileExistsError(f"{out} holds data this generator did not write ({existing[0].name}); "
+                              "pass overwrite=True (--overwrite) to replace it")
+    for name in (*TABLES, FAULTS_CSV):
+        (out / name).unlink(missing_ok=True)
+    if files.is_dir():
         shutil.rmtree(files)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MARKER) as tmp:
