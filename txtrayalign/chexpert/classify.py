@@ -54,7 +54,7 @@ class Decision:
 
 
 class Classifier:
-    """Decides one mention at a time; `breakers(sentence)` is computed once per sentence."""
+    """Decides one mention at a time; `prepare(sentence)` is computed once per sentence."""
 
     def __init__(self, triggers: dict):
         def words(key: str) -> str:
@@ -84,7 +84,13 @@ class Classifier:
         )
         self.alternative_after = re.compile(r"^[\s,]*(?:[a-z0-9\-]+[\s,]+){0,1}?" +
                                             f"(?:{words('alternative_after')})")
-        self.breaker = re.compile(trie("scope_breakers"))
+        self.breaker = re.compile(
+            f"{trie('scope_breakers')}"
+            rf"|,(?=\s+(?:{trie('scope_breaking_comma_before')}))"
+            # ... but not between two qualifiers of one thing ("normal and stable silhouette").
+            r"|(?<![a-z0-9])(?<!normal )(?<!unremarkable )(?<!stable )(?<!unchanged )"
+            rf"and(?=[\s\-]+(?:{trie('scope_breaking_and_before')}))"
+        )
         self.verbs = re.compile(words("verbs"))
         self.abnormal = re.compile(words("attribute_abnormal"))
         self.stable = re.compile(words("attribute_stable"))
