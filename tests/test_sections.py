@@ -157,3 +157,42 @@ def test_duplicate_study_ids_are_refused(tmp_path):
     studies.to_parquet(tmp_path / "s.parquet")
     with pytest.raises(ValueError, match="unique"):
         _load_studies(str(tmp_path / "s.parquet"))
+
+
+def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
+    """The text and label stages on the synthetic MIMIC layout, with its injected report faults."""
+    import csv
+
+    from txtrayalign.cli import main
+    from txtrayalign.constants import OBSERVATIONS
+
+    studies = pd.read_csv(synth_root / "cxr-study-list.csv.gz").rename(columns={"path": "report_path"})
+    split = pd.read_csv(synth_root / "mimic-cxr-2.0.0-split.csv.gz")[["study_id", "split"]].drop_duplicates()
+    studies = studies.merge(split, on="study_id", how="left").fillna({"split": "train"})
+    studies["group"] = "p" + studies["subject_id"].astype(str).str[:2]
+    studies.to_parquet(tmp_path / "studies.parquet")
+    text, labels = tmp_path / "text", tmp_path / "labels"
+    assert main(["sections", "--studies", str(tmp_path / "studies.parquet"), "--root", str(synth_root),
+                 "--train-section", "both", "--out-sections", str(text / "sections.parquet"),
+                 "--out-sentences", str(text / "sentences.parquet"),
+                 "--out-problems", str(text / "problems.parquet")]) == 0
+    problems = pd.read_parquet(text / "problems.parquet")
+    with (synth_root / "faults.csv").open() as f:
+        injected = {int(r["study_id"]): r["kind"] for r in csv.DictReader(f) if r["kind"].endswith("_report")}
+    kinds = {"empty_report": "empty", "non_utf8_report": "not_utf8", "missing_report": "missing"}
+    assert dict(zip(problems.study_id, problems.kind, strict=True)) == {s: kinds[k] for s, k in injected.items()}
+
+    assert main(["label", "--sections", str(text / "sections.parquet"), "--sentences",
+                 str(text / "sentences.parquet"), "--out-reports", str(labels / "reports.parquet"),
+                 "--out-sentences", str(labels / "sentences.parquet")]) == 0
+    reports = pd.read_parquet(labels / "reports.parquet").set_index("study_id")
+    assert len(reports) == len(studies)
+    sections = pd.read_parquet(text / "sections.parquet").set_index("study_id")
+    blank = sections["label_text"].str.strip() == ""
+    assert reports.loc[blank[blank].index, OBSERVATIONS].isna().all().all()
+    # The generator's own label table states what each report says: we should read the same.
+    truth = pd.read_csv(synth_root / "mimic-cxr-2.0.0-chexpert.csv.gz").set_index("study_id")
+    with_text = blank[~blank].index
+    ours = reports.loc[with_text, OBSERVATIONS].fillna(9).to_numpy()
+    theirs = truth.loc[with_text, OBSERVATIONS].fillna(9).to_numpy()
+    assert (ours == theirs).mean() > 0.95
