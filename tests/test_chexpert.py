@@ -72,6 +72,7 @@ CASES = [
     ("Atelectasis versus pneumonia.", {"Atelectasis": -1, "Pneumonia": -1}),
     ("Heart size is normal.", {"No Finding": 1, "Cardiomegaly": 0}),
     ("The heart is not enlarged.", {"No Finding": 1, "Cardiomegaly": 0}),
+    ("Heart size and pulmonary vascularity within normal limits.", {"No Finding": 1, "Cardiomegaly": 0}),
     ("Moderate cardiomegaly.", {"Cardiomegaly": 1}),
     ("Heart size is mildly enlarged but stable.", {"Cardiomegaly": 1}),
     ("Heart size is borderline.", {"Cardiomegaly": -1}),
