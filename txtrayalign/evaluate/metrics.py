@@ -16,15 +16,19 @@ k retrieved sentences with labels r_1..r_k (each (14,)):
   counted as a miss: the retrieval told nothing about any observation).
 - recall@k = hits / (number of labelled values of the query). Because hits are counted per pair,
   recall@k can exceed 1 for k > 1 (one query label matched by several sentences); this is the earlier
-  definition, kept so numbers compare with the published tables. A query with no labelled value has
-  no recall: it is LEFT OUT of the recall mean (and out of distinct-recall), not counted as 0.
+  definition, kept so numbers compare with the published tables (F1@k can then exceed 1 as well; the
+  label oracle does so easily). A query with no labelled value has no recall: it is LEFT OUT of the
+  recall mean (and out of distinct-recall), not counted as 0.
+- hits@k (extra) = the mean number of hits per query.
 - distinct-recall@k (extra, bounded by 1) = observations of the query hit by at least one sentence /
   labelled values of the query.
 - duplicates@k = number of retrieved label rows identical (NaN equal to NaN) to an earlier retrieved
   row of the same query, i.e. k minus the number of distinct label rows.
 
 Per-query averaging: flat-hit, precision, recall and duplicates are computed per query and then
-averaged over queries; F1@k = 2PR/(P+R) of the averaged P and R (0 when P+R = 0).
+averaged over queries; F1@k = 2PR/(P+R) of the averaged P and R (0 when P+R = 0). Every figure gets
+a 95% percentile bootstrap interval over queries (`bootstrap`); F1's interval comes from the
+resampled P and R, so it is the interval of the statistic as defined, not of per-query F1s.
 
 Report-generation metrics: the k retrieved sentences are concatenated and labelled as one report;
 an observation is positive when its label is 1 (0, -1 and NaN are negative), in the prediction and
