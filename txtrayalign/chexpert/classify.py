@@ -34,7 +34,7 @@ _OR = re.compile(r"\b(?:or|nor)\b")
 # "effusion is likely." / "effusion is possibly present" but not "opacity likely reflects atelectasis".
 _HEDGE_END = (r"(?=\s*(?:[.,;:!?)]|$)|\s+(?:present|seen|noted|identified|visible|evident|given|in|at|on|"
               r"within|along|due|related|secondary|and|but|or|although|though|however|which|with|by|"
-              r"small|tiny|minimal|mild|unchanged|stable|new|there|here|now|again)\b)")
+              r"small|tiny|minimal|mild|unchanged|stable|new|there|here|now|again|over|than)\b)")
 
 
 @dataclass(frozen=True)
