@@ -427,3 +427,20 @@ def test_evaluate_with_the_project_chexpert_labeller(embedded, tmp_path):
     assert oracle_k2["micro_f1_all"]["value"] is not None and oracle_k2["micro_f1_all"]["ci_low"] is None
     page = (out / "gallery.html").read_text()  # written without queries: a workflow output exists
     assert 'class="query"' not in page and not list((out / "gallery").glob("*.png"))
+
+
+def test_non_finite_embeddings_are_rejected(embedded, tmp_path):
+    paths, root = embedded
+    bad = tmp_path / "bank.h5"
+    bad.write_bytes((root / "emb" / "bank.h5").read_bytes())
+    with h5py.File(bad, "r+") as f:
+        f["embeddings"][0, 0] = np.nan
+    with pytest.raises(EvaluationInputError, match="bank.h5: embeddings contain NaN"):
+        load_inputs(
+            root / "emb" / "queries.h5",
+            bad,
+            paths["report_labels"],
+            paths["sentence_labels"],
+            paths["sentences"],
+            max_k=1,
+        )

@@ -69,22 +69,40 @@ def point_and_interval(
         {metric: {"value": v, "ci_low": lo, "ci_high": hi}}; a metric undefined on the full data is
         None, and resamples where it is undefined (NaN) are left out of its percentiles.
     """
-    n = next(iter(per_query.values())).shape[0]
-    full = statistic(weighted_sums(per_query, np.ones((1, n))))
-    boot = statistic(weighted_sums(per_query, counts)) if counts is not None else None
-    out: dict[str, dict[str, float | None]] = {}
-    for name, values in full.items():
-        v = float(values[0])
-        entry: dict[str, float | None] = {
-            "value": None if np.isnan(v) else v,
-            "ci_low": None,
-            "ci_high": None,
-        }
-        if boot is not None:
-            b = boot[name]
-            b = b[~np.isnan(b)]
-            if b.size:
-                lo, hi = np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-                entry["ci_low"], entry["ci_high"] = float(lo), float(hi)
-        out[name] = entry
-    return out
+    return point_and_interval_many([(per_query, statistic)], counts, alpha)[0]
+
+
+def point_and_interval_many(
+    groups: Sequence[tuple[dict[str, np.ndarray], SumsFn]],
+    counts: np.ndarray | None,
+    alpha: float = 0.05,
+) -> list[dict[str, dict[str, float | None]]]:
+    """`point_and_interval` for several groups at once: all their sums in one matrix product."""
+    merged = {(g, name): arr for g, (per_query, _) in enumerate(groups) for name, arr in per_query.items()}
+    keys = list(merged)
+    flat = {str(i): merged[key] for i, key in enumerate(keys)}
+    n = next(iter(flat.values())).shape[0]
+    full_flat = weighted_sums(flat, np.ones((1, n)))
+    boot_flat = weighted_sums(flat, counts) if counts is not None else None
+    results = []
+    for g, (_, statistic) in enumerate(groups):
+        names = [(str(i), key[1]) for i, key in enumerate(keys) if key[0] == g]
+        full = statistic({name: full_flat[i] for i, name in names})
+        boot = statistic({name: boot_flat[i] for i, name in names}) if boot_flat is not None else None
+        out: dict[str, dict[str, float | None]] = {}
+        for metric, values in full.items():
+            v = float(values[0])
+            entry: dict[str, float | None] = {
+                "value": None if np.isnan(v) else v,
+                "ci_low": None,
+                "ci_high": None,
+            }
+            if boot is not None:
+                b = boot[metric]
+                b = b[~np.isnan(b)]
+                if b.size:
+                    lo, hi = np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+                    entry["ci_low"], entry["ci_high"] = float(lo), float(hi)
+            out[metric] = entry
+        results.append(out)
+    return results

@@ -21,14 +21,17 @@ from txtrayalign.utils import atomic_path, write_parquet_atomic
 
 from . import EvaluationInputError
 from .baselines import most_frequent, oracle_retrieval, random_ranks, random_retrieval
-from .bootstrap import resample_counts
+from .bootstrap import point_and_interval_many, resample_counts
 from .embed import read_bank, read_queries, read_table
 from .metrics import (
-    exact_pair_metrics,
+    exact_pair_arrays,
+    exact_pair_statistic,
     f1_by_observation,
+    hit_arrays,
     hit_matrix,
-    hit_metrics,
-    report_generation_metrics,
+    hit_statistic,
+    report_generation_arrays,
+    report_generation_statistic,
 )
 from .retrieval import rank_of_targets, topk_similarity
 
@@ -103,6 +106,11 @@ def load_inputs(
         raise EvaluationInputError(
             f"embedding widths differ: {queries_path} has {qs.embeddings.shape[1]}, {bank_path} has {bank.embeddings.shape[1]}"
         )
+    for path, emb in ((queries_path, qs.embeddings), (bank_path, bank.embeddings)):
+        if not np.isfinite(emb).all():
+            raise EvaluationInputError(
+                f"{path}: embeddings contain NaN or infinite values (a diverged model?)"
+            )
     m = bank.embeddings.shape[0]
     if max_k > m:
         raise EvaluationInputError(
@@ -263,10 +271,11 @@ def evaluate(
         log.info("labelling %d distinct retrieved-sentence reports", len(set(texts)))
         text_labels = label_unique(texts, labeller)
 
-    methods: dict[str, dict] = {}
+    # Per-query arrays of every (method, k) first; then all bootstrap sums in one matrix product.
+    groups: list[tuple[dict[str, np.ndarray], Callable]] = []
+    slots: list[tuple[str, str | None]] = []  # (method, k) per group pair; k None = exact pair
     per_obs: dict[str, dict[str, dict[str, float]]] = {}
     for method, idx in retrieved.items():
-        by_k: dict[str, dict] = {}
         per_obs[method] = {}
         for k in ks:
             r_labels = inputs.bank_labels[idx[:, :k]]
@@ -274,23 +283,34 @@ def evaluate(
                 predicted = aggregate_sentence_labels(r_labels)
             else:
                 predicted = np.stack([text_labels[t] for t in _joined(inputs.bank_text, idx, k)])
-            entry = hit_metrics(inputs.query_labels, r_labels, counts)
-            entry.update(report_generation_metrics(inputs.query_labels, predicted, counts))
-            by_k[str(k)] = entry
+            groups.append((hit_arrays(inputs.query_labels, r_labels), hit_statistic))
+            groups.append(
+                (report_generation_arrays(inputs.query_labels, predicted), report_generation_statistic)
+            )
+            slots += [(method, str(k))] * 2
             per_obs[method][str(k)] = f1_by_observation(inputs.query_labels, predicted)
-        methods[method] = {"k": by_k}
 
     ranks = own_report_ranks(inputs)
     n_reports = inputs.report_embeddings.shape[0]
     if n_reports and not np.isnan(ranks).all():
-        methods["model"]["exact_pair"] = exact_pair_metrics(ranks, counts)
         rand = random_ranks(n, n_reports, stream_seed(seed, "random_ranks"))
         rand[np.isnan(ranks)] = np.nan
-        methods["random"]["exact_pair"] = exact_pair_metrics(rand, counts)
+        groups += [
+            (exact_pair_arrays(ranks), exact_pair_statistic),
+            (exact_pair_arrays(rand), exact_pair_statistic),
+        ]
+        slots += [("model", None), ("random", None)]
     else:
         log.warning(
             "no query report embeddings in %s: exact-pair retrieval skipped", inputs.paths.get("queries")
         )
+
+    methods: dict[str, dict] = {method: {"k": {str(k): {} for k in ks}} for method in retrieved}
+    for (method, k), result in zip(slots, point_and_interval_many(groups, counts), strict=True):
+        if k is None:
+            methods[method]["exact_pair"] = result
+        else:
+            methods[method]["k"][k].update(result)
 
     metrics = {
         "experiment": inputs.experiment,

@@ -9,9 +9,9 @@ best-so-far exist at a time, whatever the bank size.
 
 Ties are broken deterministically: among equal scores the lower key index wins, both for which keys
 are kept and for their order. `torch.topk` alone does not promise that, so after each block's top-k
-the rows where the k-th score is shared with a key left out (seen from a top-(k+1)) are re-ranked by
-a stable sort: rare for real embeddings, frequent for small integer scores (the label oracle avoids
-this path by searching distinct label rows, see `baselines.oracle_retrieval`).
+the rows where the k-th score is shared with a key left out (seen from a top-(k+1)) are redone: keep
+the scores above the k-th and the lowest columns equal to it (rare for real embeddings, frequent for
+small integer scores such as the label oracle's).
 """
 
 from __future__ import annotations
@@ -48,14 +48,21 @@ def _block_topk(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     values, index = torch.topk(block, min(k + 1, width), dim=1, largest=True, sorted=True)
     if width > k:
         # A row is ambiguous when the best left-out score equals the k-th kept one: torch.topk may
-        # have kept a higher column than a stable order keeps. Redo those rows with a stable sort.
+        # have kept a higher column than a stable order keeps. Those rows are redone below.
         ambiguous = torch.nonzero(values[:, k] == values[:, k - 1]).flatten()
         values, index = values[:, :k].contiguous(), index[:, :k].contiguous()
         if ambiguous.numel():
+            # Keep every score above the k-th, then the lowest columns among those equal to it:
+            # linear passes over the rows, no sort.
             sub = block[ambiguous]
-            order = torch.argsort(sub, dim=1, descending=True, stable=True)[:, :k]
-            values[ambiguous] = torch.gather(sub, 1, order)
-            index[ambiguous] = order
+            kth = values[ambiguous, k - 1 :]
+            greater = sub > kth
+            equal = sub == kth
+            need = k - greater.sum(dim=1, keepdim=True)
+            take = greater | (equal & (torch.cumsum(equal, dim=1, dtype=torch.int32) <= need))
+            cols = torch.nonzero(take, as_tuple=True)[1].view(-1, k)  # row-major: ascending columns
+            values[ambiguous] = torch.gather(sub, 1, cols)
+            index[ambiguous] = cols
     return _order_by_score_then_index(values, index)
 
 
