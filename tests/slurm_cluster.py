@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,10 @@ def _remove_stale_link() -> None:
 
 def _which(name: str) -> str | None:
     return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _free_port() -> int:
@@ -158,18 +163,27 @@ class SlurmCluster:
     @classmethod
     @contextlib.contextmanager
     def started(cls, timeout: float = 60, **kwargs) -> Iterator[SlurmCluster]:
-        """Start a cluster in a fresh private folder; stop it and remove the folder on exit."""
+        """Start a cluster in a fresh private folder; stop it and remove the folder on exit.
+
+        While it runs, SIGTERM (what `timeout` and CI runners send) raises KeyboardInterrupt in
+        the main thread, so the daemons are still stopped when the test run is cut short.
+        """
         # munged insists that every folder above its socket is world-executable, which rules
         # out pytest's 0700 tmp_path; a 0755 folder of our own under /tmp satisfies it.
         root = Path(tempfile.mkdtemp(prefix="txtrayalign-slurm-"))
         root.chmod(0o755)
         cluster = cls(root=root, **kwargs)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             cluster.start(timeout=timeout)
             yield cluster
         finally:
             cluster.stop()
             shutil.rmtree(root, ignore_errors=True)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def start(self, timeout: float = 60) -> None:
         """Write the configuration, start munged, slurmctld and slurmd, wait for an idle node."""
@@ -191,7 +205,9 @@ class SlurmCluster:
                     capture_output=True,
                     timeout=15,
                 )
-                self._wait_until(lambda: not self.job_ids(), timeout=15, what="cancelled jobs to leave")
+                self._wait_until(
+                    lambda: not self.job_ids(active_only=True), timeout=15, what="cancelled jobs to end"
+                )
         for name in reversed(list(self.processes)):
             proc = self.processes.pop(name)
             if proc.poll() is not None:
@@ -208,10 +224,11 @@ class SlurmCluster:
 
     # ---------------------------------------------------------------- queries
 
-    def job_ids(self) -> list[str]:
-        """Ids of the jobs squeue still knows (pending, running or recently finished)."""
+    def job_ids(self, active_only: bool = False) -> list[str]:
+        """Ids of the jobs squeue knows: pending, running or recently finished (or only the first two)."""
+        states = [] if active_only else ["--states=all"]
         out = subprocess.run(
-            ["squeue", "--noheader", "--states=all", "--format=%i"],
+            ["squeue", "--noheader", *states, "--format=%i"],
             env=self.env,
             capture_output=True,
             text=True,
