@@ -8,6 +8,7 @@ rule embed:
     input:
         model=RESULTS / "models" / "{exp}" / "best.pt",
         images=image_dir() / "index.parquet",
+        images_table=RESULTS / "index" / "images.parquet",
         sentences=RESULTS / "text" / "sentences.parquet",
         sections=RESULTS / "text" / "sections.parquet",
         split=lambda w: RESULTS / "splits" / f"{EXPERIMENTS[w.exp]['subset']}.parquet",
@@ -34,6 +35,7 @@ rule embed:
         bench_path("embed", "{exp}")
     shell:
         "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
+        " --images-table {input.images_table}"
         " --split {input.split} --sentences {input.sentences} --sections {input.sections}"
         " --query-split {params.query_split} --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
