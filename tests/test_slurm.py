@@ -201,6 +201,8 @@ def test_real_workflow_runs_through_the_slurm_profile(cluster: SlurmCluster, tmp
         timeout=900,
     )
 
+    # The workflow profile beside the Snakefile (rerun semantics) was applied on top of profiles/slurm.
+    assert re.search(r"and workflow specific profile \S*profiles/default", log), log[:2000]
     summary = tmp_path / cfg["results"] / cfg["dataset"]["name"] / "eval" / "summary.csv"
     assert summary.is_file(), log[-4000:]
     assert set(pd.read_csv(summary)["experiment"]) - {"(baseline)"} == set(cfg["experiments"])
