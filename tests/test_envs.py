@@ -58,8 +58,7 @@ def pinned_packages(path: Path) -> dict[str, Version]:
 
 
 def runtime_requirements() -> list[Requirement]:
-    import tomllib  # py311+, the project's CI interpreter
-
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return [Requirement(r) for r in project["dependencies"]]
 
@@ -177,8 +176,23 @@ def module_file(module: str) -> Path | None:
     return None
 
 
+def optional_imports(tree: ast.AST) -> set[int]:
+    """ids of the import statements inside `try:` blocks that catch ImportError (optional extras)."""
+    optional: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = set()
+        for handler in node.handlers:
+            types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+            caught |= {t.id for t in types if isinstance(t, ast.Name)}
+        if caught & {"ImportError", "ModuleNotFoundError"}:
+            optional |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return optional
+
+
 def imported_top_level(module: str) -> set[str]:
-    """Top-level names of every non-txtrayalign module imported by `module`, transitively."""
+    """Top-level names of the non-txtrayalign modules `module` needs, transitively (optional ones left out)."""
     found: set[str] = set()
     seen: set[str] = set()
     todo = [module]
@@ -193,8 +207,12 @@ def imported_top_level(module: str) -> set[str]:
         if path is None:
             continue
         package = current if path.name == "__init__.py" else current.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        optional = optional_imports(tree)
+        for node in ast.walk(tree):
             names: list[str] = []
+            if id(node) in optional:
+                continue
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -328,3 +346,15 @@ def test_post_deploy_installs_the_project_into_the_env(tmp_path: Path) -> None:
         [env / "bin" / "txtrayalign", "--help"], capture_output=True, text=True, check=True
     )
     assert "train" in help_text.stdout
+
+
+def test_import_reading_finds_required_and_skips_optional_imports(tmp_path: Path) -> None:
+    assert {"torch", "numpy", "pandas"} <= imported_top_level("txtrayalign.train.cli")
+    assert "pydicom" in imported_top_level("txtrayalign.images.cli")
+    tree = ast.parse(
+        "import numpy\ntry:\n    import cv2\nexcept ImportError:\n    cv2 = None\n"
+        "try:\n    import yaml\nexcept KeyError:\n    pass\n"
+    )
+    optional = optional_imports(tree)
+    imports = {n.names[0].name: id(n) in optional for n in ast.walk(tree) if isinstance(n, ast.Import)}
+    assert imports == {"numpy": False, "cv2": True, "yaml": False}
