@@ -1,7 +1,6 @@
 # Helpers shared by the rules: validated config, experiments, paths, code fingerprints.
 import copy
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from txtrayalign.utils import code_fingerprint
 
 # Rules call the `txtrayalign` command: find it beside the Python running Snakemake (a venv need not
 # be activated). With --software-deployment-method conda, the rule's environment comes first.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; ')
 
 
 def _retype_command_line(overrides, cfg):
