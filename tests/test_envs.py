@@ -348,7 +348,7 @@ def test_post_deploy_installs_the_project_into_the_env(tmp_path: Path) -> None:
     assert "train" in help_text.stdout
 
 
-def test_import_reading_finds_required_and_skips_optional_imports(tmp_path: Path) -> None:
+def test_import_reading_finds_required_and_skips_optional_imports() -> None:
     assert {"torch", "numpy", "pandas"} <= imported_top_level("txtrayalign.train.cli")
     assert "pydicom" in imported_top_level("txtrayalign.images.cli")
     tree = ast.parse(
