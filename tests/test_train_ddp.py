@@ -17,6 +17,7 @@ from txtrayalign.train.toydata import tiny_experiment, write_toy_dataset
 def settings() -> dict:
     cfg = tiny_experiment(epochs=1, optimizer="sgd", lr_image=0.05, lr_text=0.05, lr_head=0.05, warmup_steps=0)
     cfg["text_encoder"]["dropout"] = 0.0  # dropout masks differ with the number of processes
+    cfg["image_encoder"]["name"] = "compact_cnn_gn"  # BatchNorm statistics would be per process
     return cfg
 
 

@@ -27,13 +27,14 @@ def tiny_hf_folder(tmp_path_factory):
 
 
 def test_registry_lists_the_image_encoders():
-    assert {"compact_cnn", "resnet18", "resnet50", "efficientnet_b0"} <= set(list_image_encoders())
+    assert {"compact_cnn", "compact_cnn_gn", "resnet18", "resnet50", "efficientnet_b0"} <= set(list_image_encoders())
     with pytest.raises(ValueError, match="unknown image encoder 'vgg'"):
         build_image_encoder("vgg")
 
 
-def test_compact_cnn_is_small():
-    enc = build_image_encoder("compact_cnn")
+@pytest.mark.parametrize("name", ["compact_cnn", "compact_cnn_gn"])
+def test_compact_cnn_is_small(name):
+    enc = build_image_encoder(name)
     n = sum(p.numel() for p in enc.parameters())
     assert 300_000 < n < 800_000
     assert enc(torch.zeros(2, 3, 32, 32)).shape == (2, enc.out_features)

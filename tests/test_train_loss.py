@@ -97,6 +97,7 @@ def tiny_model_and_batch(n=8, dropout=0.0):
     from txtrayalign.train.toydata import tiny_experiment
 
     cfg = tiny_experiment()
+    cfg["image_encoder"]["name"] = "compact_cnn_gn"  # no dependence between samples: exact micro-batching
     cfg["text_encoder"]["dropout"] = dropout
     texts = [f"the {w} lesion number {i} is {'small' if i % 2 else 'large'}" for i, w in enumerate("abcdefghij"[:n])]
     tok = train_wordpiece(texts * 3, 100)
@@ -160,3 +161,15 @@ def test_micro_batches_replay_dropout_masks():
     for k, p in model.named_parameters():
         if p.grad is not None:
             assert torch.allclose(p.grad, g1[k], atol=1e-6, rtol=1e-4), k
+
+
+def test_cached_pass_updates_batchnorm_statistics_once():
+    from txtrayalign.train.encoders import build_image_encoder
+
+    model, batch = tiny_model_and_batch()
+    model.image_encoder = build_image_encoder("compact_cnn")  # BatchNorm
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    grads_of(model, batch, 3)  # micro-batches of 3, 3 and 2
+    assert int(bn.num_batches_tracked) == 3  # the no-grad pass left no trace; the second pass updated once each
+    mean_after_micro = bn.running_mean.clone()
+    assert mean_after_micro.abs().sum() > 0

@@ -47,17 +47,29 @@ def build_image_encoder(name: str, weights: str = "none") -> nn.Module:
 
 
 class CompactCNN(nn.Module):
-    """A small from-scratch CNN (~0.5M parameters) for CPU demos; GroupNorm, so no batch dependence."""
+    """A small from-scratch CNN (~0.5M parameters) for CPU demos.
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192)) -> None:
+    `norm="batch"` (compact_cnn): BatchNorm, like the torchvision CNNs; it keeps the features of the
+    images in a batch apart, which contrastive training from scratch needs to escape the collapsed
+    start. `norm="group"` (compact_cnn_gn): GroupNorm, no dependence between the samples of a batch,
+    so micro-batched and multi-process gradients equal full-batch ones exactly. The last layer is a
+    1x1 convolution without normalisation before the average pooling.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192), norm: str = "batch") -> None:
         super().__init__()
+
+        def norm_layer(c: int) -> nn.Module:
+            return nn.BatchNorm2d(c) if norm == "batch" else nn.GroupNorm(8, c)
+
         layers: list[nn.Module] = []
         c_in = 3
         for i, c in enumerate(widths):
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.GroupNorm(8, c), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), norm_layer(c), nn.ReLU(inplace=True)]
             if i in (1, 2):
-                layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.GroupNorm(8, c), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), norm_layer(c), nn.ReLU(inplace=True)]
             c_in = c
+        layers += [nn.Conv2d(c_in, c_in, 1), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.out_features = c_in
 
@@ -65,14 +77,23 @@ class CompactCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
 
-@register_image_encoder("compact_cnn")
-def compact_cnn(weights: str = "none") -> nn.Module:
-    model = CompactCNN()
+def _compact(weights: str, norm: str, name: str) -> nn.Module:
+    model = CompactCNN(norm=norm)
     if weights not in ("none", None):
         if weights == "imagenet":
-            raise ValueError("compact_cnn has no ImageNet weights; use weights: none or a local state dict path")
-        load_state_dict_file(model, weights, "compact_cnn")
+            raise ValueError(f"{name} has no ImageNet weights; use weights: none or a local state dict path")
+        load_state_dict_file(model, weights, name)
     return model
+
+
+@register_image_encoder("compact_cnn")
+def compact_cnn(weights: str = "none") -> nn.Module:
+    return _compact(weights, "batch", "compact_cnn")
+
+
+@register_image_encoder("compact_cnn_gn")
+def compact_cnn_gn(weights: str = "none") -> nn.Module:
+    return _compact(weights, "group", "compact_cnn_gn")
 
 
 def _torch_hub_weights_file(weights_enum) -> Path:

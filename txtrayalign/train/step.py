@@ -4,7 +4,10 @@ The cached-embedding step (GradCache, Gao et al. 2021) lets the contrastive batc
 in memory: (1) embed the whole batch without gradients, micro-batch by micro-batch, keeping each
 micro-batch's RNG state; (2) compute the loss on the cached embeddings and its gradient with
 respect to them; (3) re-embed each micro-batch with gradients under the same RNG state and
-backpropagate the cached embedding gradients. Parameter gradients equal the full-batch ones.
+backpropagate the cached embedding gradients. Parameter gradients equal the full-batch ones for
+layers without dependence between samples (GroupNorm, LayerNorm, eval-mode BatchNorm); train-mode
+BatchNorm normalises per micro-batch, as in any micro-batched training, and its running
+statistics are updated once (by the second pass).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def _rng_restore(state, device: torch.device) -> None:
         torch.cuda.set_rng_state(gpu, device)
 
 
+def _running_stats(model: nn.Module) -> list[torch.Tensor]:
+    """BatchNorm running statistics: the cached pass must not update them a second time."""
+    return [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+
+
 def _chunks(n: int, size: int | None) -> list[slice]:
     size = n if not size else size
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
@@ -82,12 +91,16 @@ def forward_backward(model: nn.Module, scale_owner: nn.Module, batch: dict, *, m
 
     chunks = _chunks(n, micro)
     states, cached_i, cached_t = [], [], []
+    stats = _running_stats(model)
+    saved_stats = [b.clone() for b in stats]
     with torch.no_grad(), autocast(device, dtype):
         for c in chunks:
             states.append(_rng_capture(device))
             zi, zt = model(batch["images"][c], batch["input_ids"][c], batch["attention_mask"][c])
             cached_i.append(zi)
             cached_t.append(zt)
+        for b, saved in zip(stats, saved_stats, strict=True):
+            b.copy_(saved)
     img = torch.cat(cached_i).requires_grad_(True)
     txt = torch.cat(cached_t).requires_grad_(True)
     loss, contrastive, acc = objective(img, txt, scale_owner.scale().float(), t_feats, distill_weight)
