@@ -40,6 +40,14 @@ def test_compact_cnn_is_small(name):
     assert enc(torch.zeros(2, 3, 32, 32)).shape == (2, enc.out_features)
 
 
+@pytest.mark.parametrize("name,features", [("efficientnet_b0", 1280), ("resnet50", 2048)])
+def test_torchvision_encoders_drop_their_heads(name, features):
+    enc = build_image_encoder(name).eval()
+    assert enc.out_features == features
+    with torch.no_grad():
+        assert enc(torch.zeros(1, 3, 32, 32)).shape == (1, features)
+
+
 def test_local_hugging_face_model_loads_like_a_hub_one(tiny_hf_folder, tmp_path):
     from transformers import BertModel
 

@@ -143,3 +143,32 @@ def test_unknown_setting_is_named():
         resolve('{"colour": 1}')
     with pytest.raises(ValueError, match="train.precision"):
         resolve({"train": {"precision": "fp8"}})
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    from txtrayalign.train.loop import amp_dtype, lr_factor
+
+    assert [lr_factor(s, 4, 20) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    decay = [lr_factor(s, 4, 20) for s in range(4, 21)]
+    assert decay[0] == 1.0 and decay[-1] == 0.0 and all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    assert amp_dtype("auto", torch.device("cpu")) is None
+    assert amp_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        amp_dtype("fp16", torch.device("cpu"))
+
+
+def test_frozen_encoders_get_no_updates_and_stay_in_eval_mode(toy, tmp_path):
+    cfg = tiny_experiment(epochs=1, freeze_image=True)
+    out = tmp_path / "frozen"
+    train(cfg, inputs(toy, out), device="cpu", max_steps=2)
+    from txtrayalign.train.model import ClipModel, apply_freezing
+    from txtrayalign.train.tokenizer import get_tokenizer
+
+    torch.manual_seed(cfg["train"]["seed"])
+    start = ClipModel(cfg, get_tokenizer(cfg["text_encoder"], out))
+    apply_freezing(start, cfg)
+    after = load(out / "last.pt")["model"]
+    for k, v in start.state_dict().items():
+        if k.startswith("image_encoder."):
+            assert torch.equal(v, after[k]), k  # weights and BatchNorm statistics untouched
+    assert not torch.equal(start.state_dict()["text_proj.weight"], after["text_proj.weight"])

@@ -86,6 +86,15 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float)
         tb.copy_(sb)
 
 
+def set_train_mode(model: ClipModel, cfg: dict) -> None:
+    """Training mode, except frozen encoders (no BatchNorm statistic updates, no dropout)."""
+    model.train()
+    if cfg["train"]["freeze_image"]:
+        model.image_encoder.eval()
+    if cfg["train"]["freeze_text"]:
+        model.text_encoder.eval()
+
+
 def _save_config(cfg: dict, path: Path) -> None:
     with atomic_path(path, suffix=".yaml.tmp") as tmp:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -186,9 +195,7 @@ def train(cfg: dict, inputs: Inputs, device: str = "auto", max_steps: int | None
 
     board = Board(out / "tensorboard" if rank == 0 else None)
     params = [p for p in model.parameters() if p.requires_grad]
-    model.train()
-    if t["freeze_image"]:
-        model.image_encoder.eval()
+    set_train_mode(model, cfg)
     base_lrs = [g["base_lr"] for g in optimizer.param_groups]
 
     def save_last(epoch: int, step: int, finished: bool = False, summary: dict | None = None) -> None:
@@ -268,9 +275,7 @@ def train(cfg: dict, inputs: Inputs, device: str = "auto", max_steps: int | None
         if end_of_epoch:
             if val_loader is not None:
                 metrics = validate(forward_model, model, val_loader, val_table.study_id, t["batch_size"], dev, dtype)
-                model.train()
-                if t["freeze_image"]:
-                    model.image_encoder.eval()
+                set_train_mode(model, cfg)
                 row.update(metrics)
                 board.scalars({f"val/{k}": v for k, v in metrics.items()}, row["step"])
                 log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
