@@ -10,8 +10,9 @@ Snakemake's SLURM executor) find the cluster through the `SLURM_CONF` variable i
 is made only where no SLURM configuration exists, and removed on stop. The daemons (`munged`, `slurmctld -D`,
 `slurmd -D`) are started in the foreground as our own children and stopped by their PIDs.
 
-The node is pinned to 127.0.0.1 and declares one fake GPU (a GRES without a device file), so
-`sbatch --gpus=1` is accepted and GPU rules are scheduled as they would be on a real cluster.
+The node is pinned to 127.0.0.1 and declares one fake GPU of model `GPU_MODEL` (a GRES backed by
+/dev/null), so `sbatch --gpus=1` or `--gpus=testgpu:1` is accepted and GPU rules are scheduled as
+they would be on a real cluster.
 Job status is read with `squeue` (there is no accounting daemon, so `sacct` has nothing to
 say); `MinJobAge` keeps finished jobs visible to `squeue` for `min_job_age` seconds.
 
@@ -49,6 +50,7 @@ SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 CLIENT_CONF_LINK = Path("/run/slurm/conf")
 CLIENTS = ("sbatch", "squeue", "sinfo", "scancel", "scontrol")
 PARTITION = "debug"
+GPU_MODEL = "testgpu"
 NODE = "localhost"
 
 
@@ -265,7 +267,7 @@ class SlurmCluster:
         for sub in ("etc", "munge", "state", "spool", "log"):
             (self.root / sub).mkdir(mode=0o755, exist_ok=True)
         hardware = node_hardware()
-        gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
+        gres = f" Gres=gpu:{GPU_MODEL}:{self.gpus}" if self.gpus else ""
         self.conf.write_text(
             "\n".join(
                 [
@@ -308,7 +310,9 @@ class SlurmCluster:
         )
         (self.root / "etc" / "plugstack.conf").write_text("")
         (self.root / "etc" / "gres.conf").write_text(
-            f"NodeName={NODE} Name=gpu File=/dev/null Count={self.gpus}\n" if self.gpus else ""
+            f"NodeName={NODE} Name=gpu Type={GPU_MODEL} File=/dev/null Count={self.gpus}\n"
+            if self.gpus
+            else ""
         )
 
     def _link_client_config(self) -> None:

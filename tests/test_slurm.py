@@ -115,7 +115,7 @@ TWO_RULES = textwrap.dedent(
         input: "cpu.txt"
         output: "gpu.txt"
         threads: 1
-        resources: mem_mb=100, runtime=2, gpu=1, cpus_per_gpu=1
+        resources: mem_mb=100, runtime=2, gpu=1, gpu_model="testgpu", cpus_per_gpu=1
         shell: "echo $SLURM_JOB_ID > {output}; cat {input} >> {output}"
     """
 )
@@ -136,7 +136,8 @@ def test_profile_submits_jobs_with_sbatch(cluster: SlurmCluster, tmp_path: Path)
     # The GPU rule's resources became a GPU request, the CPU rule's did not; the profile's
     # runtime and the rules' memory reached sbatch.
     gpu_info, cpu_info = scontrol_job(cluster, gpu_job), scontrol_job(cluster, cpu_job)
-    assert "gpu" in gpu_info.get("TresPerJob", "") + gpu_info.get("TRES", ""), gpu_info
+    assert "gpu:testgpu:1" in gpu_info.get("TresPerJob", ""), gpu_info
+    assert "gpu:1" in gpu_info.get("CpusPerTres", ""), gpu_info
     assert "gpu" not in cpu_info.get("TresPerJob", "") + cpu_info.get("TRES", ""), cpu_info
     assert gpu_info["JobState"] == cpu_info["JobState"] == "COMPLETED"
     assert cpu_info["MinMemoryNode"] == "100M"
