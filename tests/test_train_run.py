@@ -172,3 +172,20 @@ def test_frozen_encoders_get_no_updates_and_stay_in_eval_mode(toy, tmp_path):
         if k.startswith("image_encoder."):
             assert torch.equal(v, after[k]), k  # weights and BatchNorm statistics untouched
     assert not torch.equal(start.state_dict()["text_proj.weight"], after["text_proj.weight"])
+
+
+def test_recall_counts_studies_and_breaks_ties_fairly():
+    from txtrayalign.train.validation import chance_recall, recall_at_k
+
+    img = torch.eye(4)
+    txt = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 1.0, 0, 0], [0, 1.0, 0, 0]])
+    groups = np.array([7, 8, 9, 9])  # images 2 and 3 share a study (and its text)
+    r = recall_at_k(img, txt, groups, ks=(1, 2))
+    # image 0: own text first (1, 1). image 1: two texts above its own, one tie (0, 0).
+    # image 2: one text above, one tie (0, 1/2). image 3: ties with both other studies' texts (1/3, 2/3)
+    assert r["val_recall@1"] == pytest.approx((1 + 0 + 0 + 1 / 3) / 4)
+    assert r["val_recall@2"] == pytest.approx((1 + 0 + 1 / 2 + 2 / 3) / 4)
+    collapsed = recall_at_k(torch.ones(10, 3), torch.ones(10, 3), np.arange(10), ks=(1, 5))
+    chance = chance_recall(np.arange(10), ks=(1, 5))
+    assert collapsed["val_recall@1"] == pytest.approx(chance["chance@1"])
+    assert collapsed["val_recall@5"] == pytest.approx(chance["chance@5"])

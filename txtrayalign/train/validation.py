@@ -24,16 +24,22 @@ def embed_pairs(model, loader, device: torch.device, dtype) -> tuple[torch.Tenso
 
 def recall_at_k(img: torch.Tensor, txt: torch.Tensor, groups: np.ndarray, ks=RECALL_KS,
                 chunk: int = 1024) -> dict[str, float]:
-    """Image->text recall@K: a hit when any of the top K texts belongs to the image's study (`groups`)."""
+    """Image->text recall@K: a hit when any of the top K texts belongs to the image's study (`groups`).
+
+    Exact ties with texts of other studies are broken at random in expectation (a collapsed model,
+    whose scores all tie, scores chance rather than a perfect recall).
+    """
     g = torch.as_tensor(np.array(groups, dtype=np.int64), device=img.device)
-    hits = {k: 0 for k in ks}
+    hits = {k: 0.0 for k in ks}
     for start in range(0, img.shape[0], chunk):
         sims = img[start:start + chunk] @ txt.T
         correct = g[start:start + chunk, None] == g[None, :]
         best_correct = sims.masked_fill(~correct, float("-inf")).max(dim=1).values
-        rank = (sims.masked_fill(correct, float("-inf")) > best_correct[:, None]).sum(dim=1)
+        wrong = sims.masked_fill(correct, float("-inf"))
+        greater = (wrong > best_correct[:, None]).sum(dim=1).double()
+        ties = (wrong == best_correct[:, None]).sum(dim=1).double()
         for k in ks:
-            hits[k] += int((rank < k).sum())
+            hits[k] += float(((k - greater) / (ties + 1)).clamp(0, 1).sum())
     return {f"val_recall@{k}": hits[k] / img.shape[0] for k in ks}
 
 
