@@ -74,7 +74,8 @@ def build_optimizer(model: ClipModel, cfg: dict) -> torch.optim.Optimizer:
         raise ValueError("every parameter is frozen: nothing to train")
     if cfg["train"]["optimizer"] == "sgd":
         return torch.optim.SGD(groups, momentum=0.9)
-    return torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6)
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-6, fused=on_cuda or None)
 
 
 @torch.no_grad()
