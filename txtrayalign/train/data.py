@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,43 +18,17 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from txtrayalign.images.shards import ShardReader
+
 log = logging.getLogger(__name__)
-
-
-class ShardImages:
-    """Read images by (shard number, row) from `images/<size>/*.h5`; file handles opened lazily per process."""
-
-    def __init__(self, shard_paths: list[Path]) -> None:
-        self.shard_paths = [str(p) for p in shard_paths]
-        self._handles: dict[int, object] = {}
-        self._pid = -1
-
-    def _dataset(self, shard: int):
-        if self._pid != os.getpid():  # a new worker process: never reuse a parent's handles
-            self._handles, self._pid = {}, os.getpid()
-        ds = self._handles.get(shard)
-        if ds is None:
-            import h5py
-
-            ds = h5py.File(self.shard_paths[shard], "r")["images"]
-            self._handles[shard] = ds
-        return ds
-
-    def read(self, shard: int, row: int) -> np.ndarray:
-        return self._dataset(shard)[row]
-
-    def __getstate__(self) -> dict:
-        return {"shard_paths": self.shard_paths, "_handles": {}, "_pid": -1}
 
 
 @dataclass
 class PairTable:
-    """The pairs of one split: per image its shard, row and study text index."""
+    """The pairs of one split: per image its id, study and study text index."""
 
     dicom_id: np.ndarray
     study_id: np.ndarray
-    shard: np.ndarray
-    row: np.ndarray
     text_idx: np.ndarray
 
     def __len__(self) -> int:
@@ -66,7 +39,7 @@ class PairTable:
 class PairData:
     splits: dict[str, PairTable]
     texts: list[list[str]]  # per study: its sentences (sentences mode) or [train_text] (section mode)
-    reader: ShardImages
+    reader: ShardReader  # lazy per-process HDF5 handles
 
 
 def _require(df: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -80,15 +53,7 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
     """Join the split, the shard index and the study texts; drop (and count) images without either."""
     split = pd.read_parquet(split_path)
     _require(split, ["subject_id", "study_id", "dicom_id", "split"], split_path)
-    index = pd.read_parquet(images_index)
-    _require(index, ["dicom_id", "shard", "row"], images_index)
-    shard_names = sorted(index["shard"].astype(str).unique())
-    shard_paths = [Path(images_index).parent / name for name in shard_names]
-    absent = [str(p) for p in shard_paths if not p.is_file()]
-    if absent:
-        raise FileNotFoundError(f"{images_index} names shard file(s) that do not exist: {absent[:3]}")
-    index = index.assign(shard_no=index["shard"].astype(str).map({n: i for i, n in enumerate(shard_names)}))
-
+    reader = ShardReader(images_index)
     if text_mode == "sentences":
         if sentences_path is None:
             raise ValueError("text_mode 'sentences' needs --sentences")
@@ -105,9 +70,9 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
     study_to_text = {int(s): i for i, s in enumerate(grouped.index)}
     texts = [[str(x) for x in v] for v in grouped.to_numpy()]
 
-    merged = split.merge(index[["dicom_id", "shard_no", "row"]], on="dicom_id", how="left")
-    no_image = int(merged["shard_no"].isna().sum())
-    merged = merged[merged["shard_no"].notna()]
+    in_shards = split["dicom_id"].astype(str).map(lambda d: d in reader)
+    no_image = int((~in_shards).sum())
+    merged = split[in_shards]
     merged = merged.assign(text_idx=merged["study_id"].map(lambda s: study_to_text.get(int(s), -1)))
     no_text = int((merged["text_idx"] < 0).sum())
     merged = merged[merged["text_idx"] >= 0]
@@ -119,11 +84,10 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
         part = part.sort_values("dicom_id", kind="stable")
         tables[str(name)] = PairTable(
             dicom_id=part["dicom_id"].astype(str).to_numpy(), study_id=part["study_id"].to_numpy(np.int64),
-            shard=part["shard_no"].to_numpy(np.int64), row=part["row"].to_numpy(np.int64),
             text_idx=part["text_idx"].to_numpy(np.int64),
         )
     log.info("pairs per split: %s", {k: len(v) for k, v in tables.items()})
-    return PairData(tables, texts, ShardImages(shard_paths))
+    return PairData(tables, texts, reader)
 
 
 # ---------------------------------------------------------------- augmentation on uint8
@@ -197,9 +161,8 @@ class TrainPairs(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int, int]):
         epoch, step, i = key
         rng = np.random.default_rng([self.seed, epoch, i])
-        img = self.reader.read(int(self.table.shard[i]), int(self.table.row[i]))
-        img = augment(img, self.image_size, rng, tuple(self.aug["crop_scale"]), self.aug["rotation"],
-                      self.aug["brightness"], self.aug["contrast"])
+        img = augment(self.reader.get(self.table.dicom_id[i]), self.image_size, rng, tuple(self.aug["crop_scale"]),
+                      self.aug["rotation"], self.aug["brightness"], self.aug["contrast"])
         sentences = self.texts[self.table.text_idx[i]]
         if len(sentences) > self.k:
             chosen = np.sort(rng.choice(len(sentences), self.k, replace=False))
@@ -218,7 +181,7 @@ class EvalPairs(torch.utils.data.Dataset):
         return len(self.table)
 
     def __getitem__(self, i: int):
-        img = centre_resize(self.reader.read(int(self.table.shard[i]), int(self.table.row[i])), self.image_size)
+        img = centre_resize(self.reader.get(self.table.dicom_id[i]), self.image_size)
         return img, " ".join(self.texts[self.table.text_idx[i]][: self.k]), -1, -1
 
 
