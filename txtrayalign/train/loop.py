@@ -33,7 +33,7 @@ from txtrayalign.train.report import Board, plot_curves, write_history
 from txtrayalign.train.step import forward_backward
 from txtrayalign.train.tokenizer import get_tokenizer
 from txtrayalign.train.validation import chance_recall, validate
-from txtrayalign.utils import atomic_path, progress
+from txtrayalign.utils import atomic_path, code_fingerprint, progress
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,62 @@ def _save_config(cfg: dict, path: Path) -> None:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def _check_same_config(cfg: dict, path: Path) -> None:
-    if path.is_file():
-        old = yaml.safe_load(path.read_text())
-        if old != cfg:
-            raise ValueError(
-                f"{path} holds different settings than this run's; a run resumes only with the same "
-                "experiment settings (delete the folder to start over)"
-            )
+# Settings that do not change what a run computes: a run may resume with other values of these.
+RESUME_INSENSITIVE = {("name",), ("train", "num_workers"), ("train", "checkpoint_every"), ("train", "gpus"),
+                      ("train", "compile")}
+
+
+def _comparable(cfg: dict) -> dict:
+    out = copy.deepcopy(cfg)
+    for path in RESUME_INSENSITIVE:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return out
+
+
+def resumable_state(last_path: Path, cfg: dict, code: str) -> dict | None:
+    """The state in `last_path` if it was written by this code with these settings, else None (start over)."""
+    if not last_path.is_file():
+        return None
+    state = ckpt.load(last_path)
+    config_path = last_path.parent / "config.yaml"
+    old_cfg = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+    if old_cfg is None or _comparable(old_cfg) != _comparable(cfg):
+        log.warning("%s was written with other experiment settings: starting over", last_path)
+        return None
+    if state.get("code") != code:
+        log.warning("%s was written by another version of the training code: starting over", last_path)
+        return None
+    return state
+
+
+def restore_outputs(out: Path, state: dict) -> None:
+    """A finished run's files that a workflow manager may have removed (best.pt from its hidden link)."""
+    best, kept = out / "best.pt", out / BEST_LINK
+    if not best.is_file() and kept.is_file():
+        _link(kept, best)
+    if not (out / "history.csv").is_file():
+        write_history(state["history"], out / "history.csv")
+    if not (out / "curves.png").is_file():
+        plot_curves(state["history"], out / "curves.png")
+
+
+BEST_LINK = ".best.pt"  # a hard link to best.pt that survives a workflow manager deleting best.pt
+
+
+def _link(src: Path, dst: Path) -> None:
+    import os
+    import shutil
+
+    tmp = dst.with_name(dst.name + ".linktmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _loader(dataset, collate, num_workers: int, pin: bool, **kw) -> torch.utils.data.DataLoader:
@@ -125,12 +173,27 @@ def train(cfg: dict, inputs: Inputs, device: str = "auto", max_steps: int | None
     out = Path(inputs.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
-    _check_same_config(cfg, out / "config.yaml")
-
-    state = ckpt.load(last_path) if last_path.is_file() else None
+    code = code_fingerprint("train")
+    state = resumable_state(last_path, cfg, code) if rank == 0 or world_size == 1 else None
+    if world_size > 1:  # every rank follows rank 0's decision
+        box = [state is not None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        if box[0] and state is None:
+            state = ckpt.load(last_path)
     if state is not None and state.get("finished"):
         log.info("%s is a finished run: nothing to do", last_path)
+        if rank == 0:
+            restore_outputs(out, state)
         return dict(state["summary"])
+    if state is None and rank == 0:
+        for name in ("last.pt", "best.pt", BEST_LINK, "history.csv", "curves.png"):
+            (out / name).unlink(missing_ok=True)
+        import shutil
+
+        for folder in ("tokenizer", "tensorboard"):
+            if (out / folder).is_dir():
+                shutil.rmtree(out / folder)
+    ddp.barrier()
 
     data = load_pairs(inputs.split, inputs.images_index, inputs.sentences, inputs.sections, t["text_mode"])
     if rank == 0:
@@ -210,11 +273,12 @@ def train(cfg: dict, inputs: Inputs, device: str = "auto", max_steps: int | None
             "scaler": scaler.state_dict() if scaler is not None else {},
             "teacher": ckpt.module_state(teacher) if teacher is not None else {},
             "epoch": epoch, "step": step, "history": history, "best_val": best_val,
-            "rng": ckpt.rng_state(), "finished": finished, "summary": summary or {},
+            "rng": ckpt.rng_state(), "finished": finished, "summary": summary or {}, "code": code,
         })
 
     def save_best(metrics: dict) -> None:
         ckpt.save(best_path, {"model": ckpt.module_state(model), "metrics": metrics})
+        _link(best_path, out / BEST_LINK)
 
     pending: list[tuple] = []  # (row, loss tensor, acc tensor): read lazily to avoid a device sync per step
 
