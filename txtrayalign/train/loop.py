@@ -241,9 +241,7 @@ def train(cfg: dict, inputs: Inputs, device: str = "auto", max_steps: int | None
 
     forward_model = torch.compile(model) if t["compile"] else model
     pin = dev.type == "cuda"
-    micro = None
-    if t["micro_batch_size"]:
-        micro = max(1, t["micro_batch_size"] // world_size) if world_size > 1 else t["micro_batch_size"]
+    micro = t["micro_batch_size"]  # per forward pass on each process (memory), not divided by processes
     collate = Collate(tokenizer, cfg["text_encoder"]["max_length"], pad_to_max=bool(t["compile"]))
     sampler = EpochBatchSampler(len(train_table), t["batch_size"], t["seed"], t["epochs"], start_epoch, start_step,
                                 rank, world_size)
