@@ -50,5 +50,11 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"input not found: {p}")
     inputs = Inputs(images_index=args.images_index, split=args.split, out_dir=args.out_dir,
                     sentences=args.sentences, sections=args.sections)
-    train(cfg, inputs, device=args.device, max_steps=args.max_steps)
+    try:
+        train(cfg, inputs, device=args.device, max_steps=args.max_steps)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
