@@ -51,6 +51,9 @@ with torch.no_grad():
 print('load_model on cuda:', tuple(z.shape), tuple(t.shape), z.dtype, z.device)"
 done
 
+echo "== 1b. CUDA tests (tests/test_train_gpu.py)"
+timeout "$(box 45)" $PY -m pytest -q -p no:cacheprovider tests/test_train_gpu.py 2>&1 | tail -3
+
 echo "== 2. bench/train_step eager (bf16, batch 256)"
 timeout "$(box 120)" $PY bench/train_step --batch 256 --workers 12 --steps 30 || echo "eager bench: exit $?"
 echo "== 3. bench/train_step micro-batches of 64 (GradCache)"
