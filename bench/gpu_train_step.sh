@@ -62,4 +62,4 @@ echo "== 4. bench/train_step torch.compile (time box: what is left)"
 timeout "$(box 200)" $PY bench/train_step --batch 256 --workers 12 --steps 30 --compile \
     || echo "compile bench: exit $? (124 = did not finish in its time box)"
 echo "== total $(( $(date +%s) - END + 285 )) s"
-} 2>&1 | grep -v -i "warn" | tee "$LOG"
+} 2>&1 | grep --line-buffered -v -i "warn" | tee "$LOG"
