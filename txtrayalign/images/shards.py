@@ -297,7 +297,7 @@ class ShardReader:
         self._shard_code = codes.astype(np.int32)
         self._row = df["row"].to_numpy(dtype=np.int64)
         self._pos = {d: i for i, d in enumerate(self._ids)}
-        self._handles: dict[int, object] = {}
+        self._handles: dict[int, tuple] = {}  # shard code -> (h5py.File, its `images` dataset)
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -316,11 +316,12 @@ class ShardReader:
         if os.getpid() != self._pid:  # forked: the parent's handles are not ours to use
             self._handles = {}
             self._pid = os.getpid()
-        handle = self._handles.get(code)
-        if handle is None:
+        opened = self._handles.get(code)
+        if opened is None:
             handle = h5py.File(self._shard_paths[code], "r")
-            self._handles[code] = handle
-        return handle["images"]
+            # keep the dataset object too: looking it up by name costs more than reading one image
+            opened = self._handles[code] = (handle, handle["images"])
+        return opened[1]
 
     def _locate(self, dicom_id: str) -> int:
         try:
@@ -352,7 +353,7 @@ class ShardReader:
 
     def close(self) -> None:
         if os.getpid() == self._pid:
-            for handle in self._handles.values():
+            for handle, _ in self._handles.values():
                 handle.close()
         self._handles = {}
 

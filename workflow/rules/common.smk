@@ -113,7 +113,7 @@ def experiment_json(wildcards):
     """The experiment's resolved model and training settings, as the `train` command reads them."""
     exp = EXPERIMENTS[wildcards.exp]
     keys = ("image_encoder", "text_encoder", "embed_dim", "train")
-    return json.dumps({k: exp[k] for k in keys}, sort_keys=True)
+    return json.dumps({"name": wildcards.exp, **{k: exp[k] for k in keys}}, sort_keys=True)
 
 
 def summary_outputs():

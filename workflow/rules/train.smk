@@ -39,4 +39,5 @@ rule train:
     shell:
         "{params.launcher} train --experiment-json {params.experiment:q}"
         " --images-index {input.images} --sentences {input.sentences} --sections {input.sections}"
-        " --split {input.split} --out-dir {params.out_dir} --device {params.device} --log {log}"
+        " --split {input.split} --out-dir {params.out_dir} --device {params.device}"
+        " --threads {threads} --log {log}"
