@@ -57,7 +57,8 @@ def test_evaluation_setting_reruns_only_evaluation(built):
 def test_one_experiments_learning_rate_reruns_only_that_experiment(built):
     work, cfg = built
     changed = _copy(cfg)
-    changed["experiments"]["exp1"] = {"train": {"lr_image": 0.002}}
+    lr = cfg["defaults"]["train"]["lr_image"]
+    changed["experiments"]["exp1"] = {"train": {"lr_image": lr * 1.5}}
     path = write_config(changed, work)
     res = snakemake(work, "-n", "--cores", "2", "evaluate", config=path)
     jobs = planned_jobs(res)
@@ -75,12 +76,26 @@ def test_image_size_reruns_images_and_everything_downstream(built):
 
 
 def test_labeller_code_change_reruns_labelling_and_what_depends_on_it(built, tmp_path):
+    """Snakemake imports the package beside the Snakefile: a copy of the checkout stands for an edit."""
     work, cfg = built
-    src = tmp_path / "src"
-    shutil.copytree(ROOT / "txtrayalign", src / "txtrayalign", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"PYTHONPATH": str(src)}
-    assert _dry_run(work, cfg, env=env) == Counter(), "a copy of the same code must change nothing"
-    phrases = sorted((src / "txtrayalign" / "chexpert").rglob("*.*"))
-    target = next(p for p in phrases if p.suffix in {".txt", ".yaml", ".py"})
-    target.write_text(target.read_text() + "\n")
-    assert _dry_run(work, cfg, env=env) == Counter(label=1, evaluate_experiment=2, summarize=1, evaluate=1)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for part in ("Snakefile", "workflow", "txtrayalign", "profiles", "envs", "config"):
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, checkout / part)
+    snakefile = checkout / "Snakefile"
+    env = {"PYTHONPATH": str(checkout)}
+    path = write_config(cfg, work)
+
+    def dry_run():
+        res = snakemake(work, "-n", "--cores", "2", "evaluate", config=path, env=env, snakefile=snakefile)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return planned_jobs(res)
+
+    assert dry_run() == Counter(), "a copy of the same code must change nothing"
+    phrases = checkout / "txtrayalign" / "chexpert" / "phrases" / "observations.yaml"
+    phrases.write_text(phrases.read_text() + "\n# a new comment\n")
+    assert dry_run() == Counter(label=1, evaluate_experiment=2, summarize=1, evaluate=1)

@@ -41,13 +41,15 @@ def snakemake(
     config: Path | None = None,
     timeout: int = 1200,
     env: dict | None = None,
+    snakefile: Path = ROOT / "Snakefile",
 ) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
            "--directory", str(workdir), *args]
     if config is not None:
         cmd += ["--configfile", str(config)]
     full_env = {**os.environ, "TXTRAYALIGN_NO_PROGRESS": "1", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    # run from the work folder: `python -m` puts the current folder first on sys.path
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=workdir)
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> Counter:
