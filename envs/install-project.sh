@@ -5,7 +5,7 @@
 # from the checkout the workflow runs from, editable (so code changes need no rebuild) and without
 # dependencies (the environment file pins those), which gives the rules their `txtrayalign` command.
 #
-# The checkout is $TXTRAYALIGN_SRC (the Snakefile sets it to its own folder), else the current
+# The checkout is $TXTRAYALIGN_SRC (set it when Snakemake runs from another folder), else the current
 # folder when it is a checkout.
 set -euo pipefail
 

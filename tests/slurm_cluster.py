@@ -58,7 +58,7 @@ def skip_reason(env: dict[str, str] | None = None) -> str | None:
     """Why the SLURM tests cannot run here, or None when they can.
 
     They run only as root (the daemons must own their key and spool), where the Debian binaries
-    are installed (`ci/install-slurm.sh`), and only in CI (`CI=true`) or when asked for with
+    are installed (`.ci/install-slurm.sh`), and only in CI (`CI=true`) or when asked for with
     `TXTRAYALIGN_SLURM_TESTS=1`, since they start system daemons and take half a minute.
     """
     env = os.environ if env is None else env
@@ -70,7 +70,7 @@ def skip_reason(env: dict[str, str] | None = None) -> str | None:
     missing = [name for name in DAEMONS + CLIENTS if _which(name) is None]
     if missing:
         return (
-            f"SLURM binaries not found: {', '.join(missing)} (install them with `bash ci/install-slurm.sh`)"
+            f"SLURM binaries not found: {', '.join(missing)} (install them with `bash .ci/install-slurm.sh`)"
         )
     if SYSTEM_CONF.exists():
         return (
@@ -342,7 +342,7 @@ class SlurmCluster:
 
     def _spawn(self, name: str, cmd: list[str | None]) -> None:
         if None in cmd:
-            raise RuntimeError(f"{name} is not installed (run `bash ci/install-slurm.sh`)")
+            raise RuntimeError(f"{name} is not installed (run `bash .ci/install-slurm.sh`)")
         out = open(self.root / "log" / f"{name}.out.log", "wb")  # noqa: SIM115 - owned by the process
         try:
             self.processes[name] = subprocess.Popen(

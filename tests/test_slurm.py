@@ -1,7 +1,7 @@
 """Workflows run through `--profile profiles/slurm` on a real one-node SLURM cluster.
 
 The cluster (tests/slurm_cluster.py) is started once for this module from Debian's slurm-wlm
-and munge packages (`bash ci/install-slurm.sh`); jobs are really submitted with sbatch and
+and munge packages (`bash .ci/install-slurm.sh`); jobs are really submitted with sbatch and
 scheduled by slurmctld. These tests run in CI (`CI=true`) or with TXTRAYALIGN_SLURM_TESTS=1, as
 root, and skip elsewhere with the reason.
 
