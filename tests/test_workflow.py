@@ -21,6 +21,19 @@ def _snakemake(*args: str, cwd: Path = ROOT, timeout: int = 120) -> subprocess.C
     )
 
 
+def _dry_run(workdir: Path, *extra: str, configfile: Path = ROOT / "config/config.yaml"):
+    return _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(workdir),
+                      "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(configfile), *extra)
+
+
+def _config_with_experiments(tmp_path: Path, experiments: dict) -> Path:
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["experiments"] = experiments
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def test_default_config_is_valid_against_schema():
     import jsonschema
 
@@ -30,8 +43,7 @@ def test_default_config_is_valid_against_schema():
 
 
 def test_dry_run_plans_every_stage(tmp_path):
-    res = _snakemake("-n", "evaluate", "--cores", "2", "--directory", str(tmp_path),
-                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config/config.yaml"))
+    res = _dry_run(tmp_path)
     assert res.returncode == 0, res.stderr
     for rule in ("synth", "index", "images", "merge_images", "sections", "label", "split",
                  "train", "embed", "evaluate_experiment", "summarize"):
@@ -53,30 +65,20 @@ def test_lint_is_clean():
     ],
 )
 def test_bad_config_key_is_a_clear_error_naming_the_key(tmp_path, override, named):
-    res = _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(tmp_path),
-                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config/config.yaml"),
-                     "--config", override)
+    res = _dry_run(tmp_path, "--config", override)
     assert res.returncode != 0
     assert named in res.stdout + res.stderr
 
 
 def test_unknown_experiment_key_is_rejected(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["experiments"] = {"typo": {"train": {"learning_rate": 0.1}}}
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    res = _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(tmp_path),
-                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(path))
+    path = _config_with_experiments(tmp_path, {"typo": {"train": {"learning_rate": 0.1}}})
+    res = _dry_run(tmp_path, configfile=path)
     assert res.returncode != 0
     assert "learning_rate" in res.stdout + res.stderr
 
 
 def test_subset_must_exist(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["experiments"] = {"x": {"subset": "nope"}}
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    res = _snakemake("-n", "evaluate", "--cores", "1", "--directory", str(tmp_path),
-                     "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(path))
+    path = _config_with_experiments(tmp_path, {"x": {"subset": "nope"}})
+    res = _dry_run(tmp_path, configfile=path)
     assert res.returncode != 0
     assert "experiments.x.subset" in res.stdout + res.stderr
