@@ -28,6 +28,7 @@ rule train:
     threads: lambda w: max(1, EXPERIMENTS[w.exp]["gpus"]) * EXPERIMENTS[w.exp]["cpus_per_gpu"]
     resources:
         gpu=lambda w: EXPERIMENTS[w.exp]["gpus"],
+        nodes=1,  # several GPUs train with torchrun on one node
         gpu_model=lambda w: EXPERIMENTS[w.exp]["gpu_model"] or "",
         cpus_per_gpu=lambda w: EXPERIMENTS[w.exp]["cpus_per_gpu"] if EXPERIMENTS[w.exp]["gpus"] else 0,
         mem_mb=lambda w: EXPERIMENTS[w.exp]["mem_mb"],
