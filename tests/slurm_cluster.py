@@ -226,32 +226,22 @@ class SlurmCluster:
 
     # ---------------------------------------------------------------- queries
 
+    def _squeue(self, *args: str) -> str:
+        out = subprocess.run(
+            ["squeue", "--noheader", *args], env=self.env, capture_output=True, text=True, timeout=15
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
+        return out.stdout
+
     def job_ids(self, active_only: bool = False) -> list[str]:
         """Ids of the jobs squeue knows: pending, running or recently finished (or only the first two)."""
         states = [] if active_only else ["--states=all"]
-        out = subprocess.run(
-            ["squeue", "--noheader", *states, "--format=%i"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
-        return out.stdout.split()
+        return self._squeue(*states, "--format=%i").split()
 
     def job_states(self) -> dict[str, str]:
         """Job id -> state (COMPLETED, FAILED, ...) for every job squeue still knows."""
-        out = subprocess.run(
-            ["squeue", "--noheader", "--states=all", "--format=%i|%T"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"squeue failed: {out.stderr.strip()}")
-        return dict(line.split("|", 1) for line in out.stdout.split())
+        return dict(line.split("|", 1) for line in self._squeue("--states=all", "--format=%i|%T").split())
 
     def logs(self) -> str:
         """The daemons' logs, for failure messages."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import pickle
+import multiprocessing
 
 import numpy as np
 import pandas as pd
@@ -66,8 +66,10 @@ def test_pairs_drop_images_without_pixels_or_text(toy, tmp_path, caplog):
 def test_datasets_sample_sentences_per_epoch_and_survive_pickling(toy):
     data = load_pairs(toy["split"], toy["images_index"], toy["sentences"], None, "sentences")
     ds = TrainPairs(data, data.splits["train"], 32, 2, seed=0, augment_cfg=AUG)
-    ds = pickle.loads(pickle.dumps(ds))  # as a DataLoader worker gets it: no open file handles travel
-    img, text, epoch, step = ds[(0, 3, 5)]
+    # read the first sample in a spawned process, as a DataLoader worker gets the dataset: it must
+    # travel without open file handles
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        img, text, epoch, step = pool.apply(ds.__getitem__, ((0, 3, 5),))
     assert img.shape == (32, 32) and img.dtype == np.uint8 and (epoch, step) == (0, 3)
     sentences = data.texts[data.splits["train"].text_idx[5]]
     picked = text.split(". ")
