@@ -66,8 +66,18 @@ _add("ADDENDUM|ADDENDA|ADDENDUM #1|ADDENDUM 1", "addendum")
 
 # "HEADER: text" at the start of a line. Letters, spaces, '/', '&', '#', digits after the first word.
 _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z/&#()' -]{0,48}?)\s*:(?!\d)\s*(.*)$")
-_TITLE = re.compile(r"^\s*(?:FINAL|PRELIMINARY)?\s*(?:REPORT|ADDENDUM)\s*$", re.IGNORECASE)
-_UNDERSCORE_LINE = re.compile(r"^\s*_{5,}\s*$")
+# Title and bar lines are matched on the stripped line: two `\s*` around an optional word would
+# backtrack quadratically on a long line of spaces.
+_TITLE = re.compile(r"(?:(?:FINAL|PRELIMINARY)\s*)?(?:REPORT|ADDENDUM)", re.IGNORECASE)
+_UNDERSCORES = re.compile(r"_{5,}")
+
+
+def _is_title(line: str) -> bool:
+    return _TITLE.fullmatch(line.strip()) is not None
+
+
+def _is_bar(line: str) -> bool:
+    return _UNDERSCORES.fullmatch(line.strip()) is not None
 
 
 @dataclass
@@ -171,15 +181,15 @@ def _parse_body(lines: list[str]) -> tuple[dict[str, str], list[list[str]]]:
 def extract_sections(text: str) -> ReportSections:
     """Split one report's text into its sections (see the module docstring)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    lines = [line for line in lines if not _TITLE.match(line)]
+    lines = [line for line in lines if not _is_title(line)]
     addendum_lines: list[str] = []
-    bars = [i for i, line in enumerate(lines) if _UNDERSCORE_LINE.match(line)]
+    bars = [i for i, line in enumerate(lines) if _is_bar(line)]
     if bars:
         # An addendum written above the original report, closed by a line of underscores.
         head, tail = lines[: bars[0]], lines[bars[0] + 1 :]
         head_sections, _ = _parse_body(head)
         if not ({"findings", "impression"} & head_sections.keys()) and any(x.strip() for x in tail):
-            addendum_lines, lines = head, [x for x in tail if not _UNDERSCORE_LINE.match(x)]
+            addendum_lines, lines = head, [x for x in tail if not _is_bar(x)]
     sections, paragraphs = _parse_body(lines)
     if addendum_lines:
         # Named parts above the bar ("ADDENDUM:", "WET READ:") keep their names; text without a

@@ -16,8 +16,8 @@ _LEADING_MARKER = re.compile(r"^\s*(?:\(?\d{1,2}\s*[.)]|[-*\u2022\u25cf])\s+")
 # Inline numbered items: "... effusion. 2. Cardiomegaly" or "1. Stable" at the very start.
 _INLINE_ITEM = re.compile(r"(?:(?<=^)|(?<=[.:;!?]\s)|(?<=[.:;!?]\s\s))\(?\d{1,2}[.)]\s+(?=\S)")
 # Candidate sentence ends: terminal punctuation (runs allowed) followed by whitespace or the end.
-_END = re.compile(r"[.!?]+(?=\s|$)")
-_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+# Possessive and anchored at the start of a run, so a run of punctuation is scanned once.
+_END = re.compile(r"(?<![.!?])[.!?]++(?=\s|$)")
 
 # Words whose trailing period does not end a sentence (lower case, without the final period).
 ABBREVIATIONS: frozenset[str] = frozenset(
@@ -54,25 +54,49 @@ def unwrap(text: str) -> list[str]:
     return logical
 
 
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.")
+
+
+def _word_before(segment: str, stop: int) -> str | None:
+    """The run of ASCII letters and periods ending at segment[stop - 1], from its first letter.
+
+    Scans backwards from `stop`, so each call costs the length of that word, not of the segment.
+    """
+    start = stop
+    while start > 0 and segment[start - 1] in _WORD_CHARS:
+        start -= 1
+    while start < stop and segment[start] == ".":
+        start += 1
+    return segment[start:stop] if start < stop else None
+
+
+def _next_char(segment: str, start: int) -> str:
+    """The first non-whitespace character at or after `start` ("" when there is none)."""
+    end = len(segment)
+    while start < end and segment[start].isspace():
+        start += 1
+    return segment[start] if start < end else ""
+
+
 def _is_abbreviation(segment: str, end: int, punct: str) -> bool:
     """True when the period at segment[end - 1] belongs to an abbreviation, not a sentence end."""
     if punct != ".":
         return False
-    m = _WORD_BEFORE.search(segment, 0, end - 1)
-    if m is None:
+    found = _word_before(segment, end - 1)
+    if found is None:
         return False
-    word = m.group(1).lower().rstrip(".")
+    word = found.lower().rstrip(".")
     if word in ABBREVIATIONS:
         return True
-    rest = segment[end:].lstrip()
-    if word in _BEFORE_NUMBER and rest[:1].isdigit():
+    nxt = _next_char(segment, end)
+    if word in _BEFORE_NUMBER and nxt.isdigit():
         return True
     # Dotted abbreviations ("p.m.", "a.m.", "b.i.d.") continue when the next word is lower case.
-    if "." in word and rest[:1].islower():
+    if "." in word and nxt.islower():
         return True
     # Single initials ("J. Smith") but not single-letter words that end sentences in reports
     # (e.g. "... zone B." is rare; "x." as in "1.2 x." never occurs).
-    if len(word) == 1 and word not in {"a", "i"} and rest[:1].isupper() and m.group(1).isupper():
+    if len(word) == 1 and word not in {"a", "i"} and nxt.isupper() and found.isupper():
         return True
     return False
 
@@ -95,8 +119,8 @@ def _split_segment(segment: str) -> list[str]:
 
 
 def _clean(sentence: str) -> str:
-    sentence = _LEADING_MARKER.sub("", sentence).strip()
-    return sentence
+    marker = _LEADING_MARKER.match(sentence)
+    return (sentence[marker.end():] if marker else sentence).strip()
 
 
 def split_sentences(text: str) -> list[str]:
