@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from txtrayalign.text.cli import build_tables, read_report
+from txtrayalign.text.build import build_tables, read_report
 from txtrayalign.text.sections import extract_sections
 
 
@@ -99,7 +99,7 @@ def test_read_report_problems(tmp_path):
     assert read_report(tmp_path / "empty.txt")[1][0] == "empty"
     assert read_report(tmp_path / "missing.txt")[1][0] == "missing"
     text, problem = read_report(tmp_path / "latin1.txt")
-    assert problem[0] == "not_utf8" and "\ufffd" in text
+    assert text == "" and problem[0] == "not_utf8" and "at byte 16" in problem[1]
 
 
 def _write_studies(root, reports: dict[int, bytes | None]) -> pd.DataFrame:
@@ -124,7 +124,8 @@ def test_build_tables_and_cli(tmp_path):
     studies = _write_studies(tmp_path, reports)
     sections, sentences, problems = build_tables(studies, tmp_path, "both")
     assert list(sections.columns[:3]) == ["subject_id", "study_id", "split"]
-    assert sections["label_text"].tolist() == ["Small left effusion.", "", "Caf\ufffd opacity.", ""]
+    # The Latin-1 report is a problem row and is not used: no label text, no sentences.
+    assert sections["label_text"].tolist() == ["Small left effusion.", "", "", ""]
     assert sections.loc[0, "train_text"] == "Small left effusion. Heart size is normal.\nSmall left effusion."
     first = sentences[sentences.study_id == 50000001]
     assert first["section"].tolist() == ["findings", "findings", "impression"]
@@ -145,18 +146,19 @@ def test_build_tables_and_cli(tmp_path):
                      "--out-problems", str(out / "problems.parquet"), "--log", str(out / "log.txt")]) == 0
         outs.append(pd.read_parquet(out / "sentences.parquet"))
     assert outs[0].equals(outs[1])
-    assert outs[0]["sentence"].tolist() == ["Small left effusion.", "Caf\ufffd opacity."]
+    assert outs[0]["sentence"].tolist() == ["Small left effusion."]
     assert len(pd.read_parquet(tmp_path / "out0" / "problems.parquet")) == 3
 
 
 def test_duplicate_study_ids_are_refused(tmp_path):
-    from txtrayalign.text.cli import _load_studies
+    from txtrayalign.errors import InputError
+    from txtrayalign.text.build import load_studies
 
     studies = _write_studies(tmp_path, {50000001: b"x", 50000002: b"y"})
     studies.loc[1, "study_id"] = 50000001
     studies.to_parquet(tmp_path / "s.parquet")
-    with pytest.raises(ValueError, match="unique"):
-        _load_studies(str(tmp_path / "s.parquet"))
+    with pytest.raises(InputError, match=r"s\.parquet: study_id must be unique"):
+        load_studies(str(tmp_path / "s.parquet"))
 
 
 def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
@@ -196,3 +198,103 @@ def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
     ours = reports.loc[with_text, OBSERVATIONS].fillna(9).to_numpy()
     theirs = truth.loc[with_text, OBSERVATIONS].fillna(9).to_numpy()
     assert (ours == theirs).mean() > 0.95
+
+
+# ------------------------------------------------------------------ encodings (issue 12, row 5)
+@pytest.mark.parametrize(
+    "encode, kind",
+    [
+        (lambda t: t.encode("utf-8"), None),
+        (lambda t: t.encode("utf-8-sig"), None),
+        (lambda t: t.encode("utf-16"), None),  # with a byte-order mark (native order)
+        (lambda t: b"\xfe\xff" + t.encode("utf-16-be"), None),
+        (lambda t: t.encode("utf-16-le"), "nul_bytes"),  # no byte-order mark
+        (lambda t: t.encode("utf-16-be"), "nul_bytes"),
+        (lambda t: t.encode("utf-32"), "nul_bytes"),  # its LE mark reads as UTF-16 LE + NULs
+        (lambda t: b"\xff\xfe" + t.encode("utf-16-le")[:-1], "bad_encoding"),  # truncated
+        (lambda t: t.replace("Heart", "H\u00e9art").encode("cp1252"), "not_utf8"),
+        (lambda t: t.encode("utf-8").replace(b"Heart", b"He\x00art"), "nul_bytes"),
+    ],
+)
+def test_decoding_policy(encode, kind):
+    from txtrayalign.text.encoding import decode_report
+
+    text = "IMPRESSION: Heart size is normal. \u2013 Small left effusion.\n"
+    decoded, problem = decode_report(encode(text))
+    if kind is None:
+        assert (decoded, problem) == (text, None)
+    else:
+        assert decoded == "" and problem[0] == kind and problem[1]
+
+
+def test_read_text_names_the_file(tmp_path):
+    from txtrayalign.errors import InputError
+    from txtrayalign.text.encoding import read_text
+
+    (tmp_path / "r.csv").write_bytes("no acute disease\n".encode("utf-16-le"))
+    with pytest.raises(InputError, match=r"r\.csv: 17 NUL character\(s\).*UTF-16 without a byte-order mark"):
+        read_text(tmp_path / "r.csv")
+    (tmp_path / "ok.csv").write_bytes("no acute disease\n".encode("utf-16"))
+    assert read_text(tmp_path / "ok.csv") == "no acute disease\n"
+
+
+def test_utf16_reports_are_decoded_or_refused_never_no_finding(shared_testdata, tmp_path):
+    """Issue 12: a report saved as UTF-16 ended as No Finding = 1. With a BOM it is now read like its
+    UTF-8 original (same labels); without one it is a problem row and has no labels at all."""
+    from txtrayalign.cli import main
+    from txtrayalign.constants import OBSERVATIONS
+
+    report = (shared_testdata / "reports" / "mimic_example_report.txt").read_text(encoding="utf-8")
+    studies = _write_studies(tmp_path, {
+        50000001: report.encode("utf-8"),
+        50000002: report.encode("utf-16"),
+        50000003: report.encode("utf-16-le"),
+        50000004: report.encode("utf-8-sig"),
+    })
+    studies.to_parquet(tmp_path / "studies.parquet")
+    text, labels = tmp_path / "text", tmp_path / "labels"
+    assert main(["sections", "--studies", str(tmp_path / "studies.parquet"), "--root", str(tmp_path),
+                 "--train-section", "both", "--out-sections", str(text / "sections.parquet"),
+                 "--out-sentences", str(text / "sentences.parquet"),
+                 "--out-problems", str(text / "problems.parquet")]) == 0
+    problems = pd.read_parquet(text / "problems.parquet")
+    assert problems[["study_id", "kind"]].values.tolist() == [[50000003, "nul_bytes"]]
+    sections = pd.read_parquet(text / "sections.parquet").set_index("study_id").drop(columns="subject_id")
+    assert sections.loc[50000001, "label_text"].strip()
+    for same in (50000002, 50000004):
+        assert sections.loc[same].equals(sections.loc[50000001])
+    assert (sections.loc[50000003, ["label_text", "train_text", "findings", "impression"]] == "").all()
+    sentences = pd.read_parquet(text / "sentences.parquet")
+    counts = sentences["study_id"].value_counts()
+    assert counts[50000001] == counts[50000002] == counts[50000004] > 0 and 50000003 not in counts
+
+    assert main(["label", "--sections", str(text / "sections.parquet"), "--sentences",
+                 str(text / "sentences.parquet"), "--out-reports", str(labels / "reports.parquet"),
+                 "--out-sentences", str(labels / "sentences.parquet")]) == 0
+    reports = pd.read_parquet(labels / "reports.parquet").set_index("study_id")[OBSERVATIONS]
+    assert reports.loc[50000001].notna().any()
+    for same in (50000002, 50000004):
+        assert reports.loc[same].equals(reports.loc[50000001])
+    assert reports.loc[50000003].isna().all()  # not No Finding = 1
+
+
+def test_sections_cli_bad_input_is_one_line(tmp_path, capsys):
+    """Issue 12 (command lines): a missing or broken studies table ends in one line, exit 2."""
+    from txtrayalign.cli import main
+
+    common = ["--out-sections", str(tmp_path / "o" / "s.parquet"), "--out-sentences",
+              str(tmp_path / "o" / "t.parquet"), "--out-problems", str(tmp_path / "o" / "p.parquet")]
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    cases = [
+        (["--studies", str(tmp_path / "none.parquet"), "--root", str(tmp_path)],
+         f"{tmp_path / 'none.parquet'}: No such file or directory"),
+        (["--studies", str(tmp_path / "bad.parquet"), "--root", str(tmp_path)],
+         f"{tmp_path / 'bad.parquet'}: not a readable parquet table"),
+        (["--studies", str(tmp_path / "bad.parquet"), "--root", str(tmp_path / "nowhere")],
+         f"--root {tmp_path / 'nowhere'}: not a folder"),
+    ]
+    for args, message in cases:
+        assert main(["sections", *args, *common]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"txtrayalign sections: error: {message}"), err
+    assert not (tmp_path / "o").exists()

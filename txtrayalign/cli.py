@@ -8,8 +8,18 @@ so `txtrayalign --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+
+from txtrayalign.errors import InputError
+
+# Bad input, reported as `txtrayalign <cmd>: error: <message>` with exit status 2 (no traceback,
+# unless --debug). Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InputError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeError,
+)
 
 # name -> (module, configure function, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -79,6 +89,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="txtrayalign",
         description="Align chest X-ray images with report text: the stages of the pipeline.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback for bad input too (placed before COMMAND)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, _, _, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -97,7 +109,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     _, run = _load(args.command)
-    return int(run(args) or 0)
+    try:
+        return int(run(args) or 0)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"txtrayalign {args.command}: error: {error_message(exc)}", file=sys.stderr)
+        return 2
+
+
+_OS_PROBLEM = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR, PermissionError: errno.EACCES}
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for a user error: the message, with the file name an OSError carries."""
+    if isinstance(exc, OSError):
+        if exc.strerror:
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            return f"{where}{exc.strerror}"
+        # Raised with only a path or a message (pandas: FileNotFoundError('x.parquet')).
+        problem = next((os.strerror(code) for kind, code in _OS_PROBLEM.items() if isinstance(exc, kind)), "")
+        text = " ".join(str(exc).split())
+        return f"{text}: {problem}" if problem and problem.lower() not in text.lower() else text or problem
+    if isinstance(exc, UnicodeDecodeError):
+        return f"cannot decode as {exc.encoding} ({exc.reason} at byte {exc.start})"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":
