@@ -472,6 +472,19 @@ def test_sigkill_mid_shard_leaves_nothing_that_looks_finished(tmp_path, tiny_roo
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "p10.h5").exists()
     assert not (tmp_path / "p10.skipped.parquet").exists()
+    # Issue 12: the hidden temporary stayed behind for good. The next run of the shard removes it
+    # (and says so) and writes the shard; another shard's temporary and other files are kept.
+    assert [p.name for p in leftovers] == [p.name for p in tmp_path.iterdir() if p.name.startswith(".p10.h5")]
+    others = [tmp_path / ".p11.h5.abcd1234.h5.tmp", tmp_path / ".p10.h5.notes", tmp_path / "p10.h5.abcd1234.h5.tmp"]
+    for other in others:
+        other.write_text("not ours")
+    log = tmp_path / "rerun.log"
+    assert cli_main([*_shard_args(tmp_path, root, "p10.h5", "--max-skipped-share", "0.5"), "--log", str(log)]) == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".p10.h5.") and p.name.endswith(".tmp")]
+    assert all(other.read_text() == "not ours" for other in others)
+    assert f"removed {leftovers[0]}" in log.read_text()
+    with h5py.File(tmp_path / "p10.h5", "r") as h5:
+        assert list(h5["dicom_id"].asstr()[:]) == ["a1", "a2", "b1", "b2"]
 
 
 def test_empty_group_writes_a_valid_empty_shard(tmp_path, tiny_root):
@@ -667,3 +680,54 @@ def test_peak_memory_does_not_grow_with_the_shard(tmp_path):
         with h5py.File(tmp_path / f"{n}.h5", "r") as h5:
             assert h5["images"].shape == (n, 512, 512)
     assert peaks[480] - peaks[80] < 30, peaks  # holding the shard would add ~100 MiB
+
+
+def test_remove_stale_temporaries_only_takes_its_own(tmp_path):
+    from txtrayalign.images.shards import SHARD_TMP_SUFFIX, remove_stale_temporaries
+    from txtrayalign.utils import atomic_path
+
+    out = tmp_path / "p10.h5"
+    with pytest.raises(RuntimeError), atomic_path(out, suffix=SHARD_TMP_SUFFIX) as tmp:
+        raise RuntimeError("the write failed: atomic_path removed its temporary; a kill would not")
+    stale = [tmp, tmp_path / f".p10.h5.zz_9zz_9{SHARD_TMP_SUFFIX}"]  # the real name, and another
+    for path in stale:
+        path.write_bytes(b"half a shard")
+    keep = [tmp_path / ".p10.h5.abcdefgh.parquet.tmp", tmp_path / ".p10.h5x.abcdefgh.h5.tmp",
+            tmp_path / ".p10.h5.abc.h5.tmp", tmp_path / "sub" / f".p10.h5.abcdefgh{SHARD_TMP_SUFFIX}"]
+    for path in keep:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(out, SHARD_TMP_SUFFIX) == sorted(stale)
+    assert not any(p.exists() for p in stale) and all(path.exists() for path in keep)
+    assert remove_stale_temporaries(tmp_path / "nowhere" / "p10.h5", SHARD_TMP_SUFFIX) == []
+
+
+def test_image_commands_end_bad_input_in_one_line(tmp_path, tiny_root, capsys):
+    """Issue 12 (command lines): a missing index, a broken one, a file that is not a shard and an
+    undecodable image each end in one line naming the file, exit status 2."""
+    root, _ = tiny_root
+    (tmp_path / "broken.parquet").write_text("not parquet")
+    (tmp_path / "fake.h5").write_text("not hdf5")
+    pd.DataFrame({"dicom_id": ["a"]}).to_parquet(tmp_path / "cols.parquet")
+    args = _shard_args(tmp_path, root, "p10.h5")
+    at = args.index("--index") + 1
+    cases = [
+        ([*args[:at], str(tmp_path / "none.parquet"), *args[at + 1:]],
+         f"txtrayalign images: error: {tmp_path / 'none.parquet'}: No such file or directory"),
+        ([*args[:at], str(tmp_path / "broken.parquet"), *args[at + 1:]],
+         f"txtrayalign images: error: {tmp_path / 'broken.parquet'}: not a readable parquet table"),
+        ([*args[:at], str(tmp_path / "cols.parquet"), *args[at + 1:]],
+         f"txtrayalign images: error: {tmp_path / 'cols.parquet'}: missing column(s) ['path', 'group']"),
+        ([*args, "--part", "3", "--parts", "2"], "txtrayalign images: error: --part/--parts: need 1 <= part"),
+        (["merge-images", "--shards", str(tmp_path / "fake.h5"), "--out-index", str(tmp_path / "i.parquet"),
+          "--out-skipped", str(tmp_path / "s.parquet")],
+         f"txtrayalign merge-images: error: {tmp_path / 'fake.h5'}: not an HDF5 image shard"),
+        (["show-image", str(tmp_path / "fake.h5"), "--size", "32", "--out", str(tmp_path / "x.png")],
+         f"txtrayalign show-image: error: {tmp_path / 'fake.h5'}"),
+    ]
+    for argv, start in cases:
+        capsys.readouterr()
+        assert cli_main(argv) == 2, argv
+        err = [line for line in capsys.readouterr().err.splitlines() if " error: " in line or "Traceback" in line]
+        assert len(err) == 1 and err[0].startswith(start), (argv, err)
+    assert not any((tmp_path / name).exists() for name in ("p10.h5", "i.parquet", "x.png"))

@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from txtrayalign.errors import InputError
 from txtrayalign.images.decode import WINDOWS, ImageDecodeError
 from txtrayalign.images.preprocess import load_preprocessed
 from txtrayalign.images.resize import RESIZE_MODES
 from txtrayalign.images.shards import (
     COMPRESSIONS,
+    PARQUET_TMP_SUFFIX,
+    SHARD_TMP_SUFFIX,
     ShardSettings,
     SkippedShareExceeded,
     merge_shards,
+    remove_stale_temporaries,
     select_shard_rows,
     shard_name,
     write_shard,
@@ -85,21 +89,28 @@ def configure_shard(parser: argparse.ArgumentParser) -> None:
 
 def read_image_index(path: str | Path) -> pd.DataFrame:
     """images.parquet, checked for the columns this stage needs."""
-    df = pd.read_parquet(path)
+    try:
+        df = pd.read_parquet(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError: not a parquet file
+        raise InputError(f"{path}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
     missing = [c for c in INDEX_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; the index needs {INDEX_COLUMNS}")
+        raise InputError(f"{path}: missing column(s) {missing}; the index needs {INDEX_COLUMNS}")
     return df
 
 
 def run_shard(args: argparse.Namespace) -> int:
     setup_logging(args.log)
+    # A killed earlier run of this shard left its (possibly GB-sized) temporaries: remove them first.
+    remove_stale_temporaries(args.out, SHARD_TMP_SUFFIX)
+    remove_stale_temporaries(args.skipped, PARQUET_TMP_SUFFIX)
+    index = read_image_index(args.index)
     try:
-        index = read_image_index(args.index)
         rows = select_shard_rows(index, args.shard, args.part, args.parts)
-    except (OSError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
+    except ValueError as exc:
+        raise InputError(f"--part/--parts: {exc}") from exc
     name = shard_name(args.shard, args.part, args.parts)
     settings = ShardSettings(size=args.size, resize_mode=args.resize_mode, window=args.window)
     log.info("shard %s: %d images from %s, %s", name, len(rows), args.root, settings)
@@ -137,9 +148,10 @@ def run_merge(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     try:
         index, skipped = merge_shards(args.shards, args.skipped, args.out_index, args.out_skipped)
-    except (OSError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError, ValueError) as exc:  # a shard that is not one, or shards that disagree
+        raise InputError(str(exc)) from exc
     log.info(
         "wrote %s: %d images in %d shards; %s: %d skipped",
         args.out_index,
@@ -164,8 +176,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         image = load_preprocessed(args.path, args.size, args.resize_mode, args.window)
     except ImageDecodeError as exc:
-        log.error("%s", exc)
-        return 1
+        raise InputError(f"{exc.message} ({exc.kind})") from exc
     with atomic_path(args.out, suffix=".png.tmp") as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     log.info("wrote %s (%dx%d, %s, %s)", args.out, args.size, args.size, args.resize_mode, args.window)

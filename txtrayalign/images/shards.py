@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 COMPRESSIONS: tuple[str, ...] = ("none", "gzip", "lzf")
 SKIPPED_COLUMNS = ["path", "dicom_id", "error_kind", "message"]
 MERGED_INDEX_COLUMNS = ["dicom_id", "shard", "row"]
+SHARD_TMP_SUFFIX = ".h5.tmp"
+PARQUET_TMP_SUFFIX = ".parquet.tmp"  # what utils.write_parquet_atomic writes under
 
 
 class SkippedShareExceeded(RuntimeError):
@@ -49,6 +52,32 @@ class ShardSettings:
     size: int
     resize_mode: str = "center_crop"
     window: str = "bitdepth"
+
+
+# The temporary name `utils.atomic_path(out, suffix)` writes under: "." + out's name + "." + the 8
+# random characters of tempfile.mkstemp + suffix.
+_MKSTEMP_RANDOM = r"[a-z0-9_]{8}"
+
+
+def remove_stale_temporaries(out: str | os.PathLike, suffix: str) -> list[Path]:
+    """Delete what an earlier, killed atomic write of `out` left beside it (`.<name>.XXXXXXXX<suffix>`).
+
+    Only that exact pattern, only in `out`'s folder; each removal is logged. Two jobs writing the
+    same output at once are not supported (the workflow never runs them).
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    own = re.compile(re.escape(f".{out.name}.") + _MKSTEMP_RANDOM + re.escape(suffix))
+    removed = []
+    for candidate in sorted(out.parent.iterdir()):
+        if own.fullmatch(candidate.name) and candidate.is_file() and not candidate.is_symlink():
+            size = candidate.stat().st_size
+            candidate.unlink()
+            log.info("removed %s (%d bytes), left by an earlier interrupted write of %s", candidate, size,
+                     out.name)
+            removed.append(candidate)
+    return removed
 
 
 def code_version() -> str:
@@ -169,7 +198,7 @@ def write_shard(
     skipped: list[dict] = []
     written = 0
     results = decode_in_order([str(root / p) for p in rel_paths], settings, workers, chunksize)
-    with closing(results), atomic_path(out, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as h5:
+    with closing(results), atomic_path(out, suffix=SHARD_TMP_SUFFIX) as tmp, h5py.File(tmp, "w") as h5:
         images = h5.create_dataset(
             "images",
             shape=(total, size, size),
@@ -234,7 +263,13 @@ def merge_shards(
     reference: dict | None = None
     for shard in shards:
         shard = Path(shard)
-        with h5py.File(shard, "r") as h5:
+        try:
+            h5 = h5py.File(shard, "r")
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise ValueError(f"{shard}: not an HDF5 image shard ({exc})") from exc
+        with h5:
             for key in ("images", "dicom_id"):
                 if key not in h5:
                     raise ValueError(f"{shard}: not an image shard (no {key!r} dataset)")
