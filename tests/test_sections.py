@@ -7,6 +7,7 @@ import pytest
 
 from txtrayalign.text.build import build_tables, read_report
 from txtrayalign.text.sections import extract_sections
+from txtrayalign.text.sentences import split_sentences
 
 
 def test_mimic_example_report(shared_testdata):
@@ -298,3 +299,21 @@ def test_sections_cli_bad_input_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"txtrayalign sections: error: {message}"), err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_five_megabyte_report_through_the_stage(shared_testdata, tmp_path, caplog):
+    """Issue 12: the `sections` stage on a 5 MB report finishes; its training text keeps the first
+    SENTENCE_ID_BASE sentences (logged), in order, and the other reports are untouched."""
+    from txtrayalign.text.build import SENTENCE_ID_BASE
+
+    report = (shared_testdata / "reports" / "mimic_example_report.txt").read_text(encoding="utf-8")
+    impression = extract_sections(report).get("impression")
+    sentence = impression.rstrip(".") + "."
+    huge = "IMPRESSION: " + " ".join([sentence] * (5_000_000 // len(sentence)))
+    studies = _write_studies(tmp_path, {50000001: huge.encode(), 50000002: report.encode()})
+    sections, sentences, problems = build_tables(studies, tmp_path, "impression")
+    assert problems.empty
+    first = sentences[sentences.study_id == 50000001]
+    assert first["sentence"].tolist() == [sentence] * SENTENCE_ID_BASE
+    assert f"more than {SENTENCE_ID_BASE} sentences; the rest are dropped" in caplog.text
+    assert sentences[sentences.study_id == 50000002]["sentence"].tolist() == split_sentences(impression)

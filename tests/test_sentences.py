@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 import pytest
 
+from txtrayalign.text.sections import extract_sections
 from txtrayalign.text.sentences import split_sentences, unwrap
 
 
@@ -75,3 +79,38 @@ def test_empty_and_placeholder_only():
 
 def test_unwrap_keeps_paragraphs_and_items():
     assert unwrap("a b\nc\n\nd\n1. e\n2. f\ng") == ["a b c", "d", "1. e", "2. f g"]
+
+
+@contextlib.contextmanager
+def _fail_if_hung(seconds: int):
+    """Turn a hang into a failure (SIGALRM). Not a speed assertion: the bound is ~100x the work."""
+    def hung(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: not linear in the input")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="needs SIGALRM")
+def test_five_megabyte_reports_do_not_hang(shared_testdata):
+    """Issue 12: a 5 MB report never finished (each full stop rescanned the text from its start;
+    a long blank line backtracked quadratically in the title pattern). Now each is one pass."""
+    report = (shared_testdata / "reports" / "mimic_example_report.txt").read_text(encoding="utf-8")
+    one = extract_sections(report)
+    body = one.get("findings") + ". Dr. Smith e.g. paged at 3:30 p.m. about No. 2 today."
+    expected = split_sentences(body)
+    repeats = 5_000_000 // len(body)
+    with _fail_if_hung(120):
+        assert split_sentences(" ".join([body] * repeats)) == expected * repeats
+        endless = "opacity " * 700_000  # 5.6 MB, no punctuation: one sentence
+        assert split_sentences(endless) == [endless.strip()]
+        assert split_sentences("." * 5_000_000 + " a") == ["a"]
+        big = extract_sections("\n\n".join([report] * (5_000_000 // len(report))))
+        assert big.get("impression") == "\n".join([one.get("impression")] * (5_000_000 // len(report)))
+        blank = extract_sections(" " * 5_000_000 + "\nIMPRESSION: " + " " * 5_000_000 + "No effusion.")
+        assert blank.sections == {"impression": "No effusion."}

@@ -65,7 +65,7 @@ _add(
 _add("ADDENDUM|ADDENDA|ADDENDUM #1|ADDENDUM 1", "addendum")
 
 # "HEADER: text" at the start of a line. Letters, spaces, '/', '&', '#', digits after the first word.
-_HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z/&#()' -]{0,48}?)\s*:(?!\d)\s*(.*)$")
+_HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9/&#()' -]{0,48}?)\s*:(?!\d)\s*(.*)$")
 # Title and bar lines are matched on the stripped line: two `\s*` around an optional word would
 # backtrack quadratically on a long line of spaces.
 _TITLE = re.compile(r"(?:(?:FINAL|PRELIMINARY)\s*)?(?:REPORT|ADDENDUM)", re.IGNORECASE)
