@@ -162,11 +162,25 @@ def test_duplicate_study_ids_are_refused(tmp_path):
         load_studies(str(tmp_path / "s.parquet"))
 
 
+def _sections_then_labels(tmp_path, root):
+    """Run the `sections` stage (train text: both) on tmp_path/studies.parquet, then `label`."""
+    from txtrayalign.cli import main
+
+    text, labels = tmp_path / "text", tmp_path / "labels"
+    assert main(["sections", "--studies", str(tmp_path / "studies.parquet"), "--root", str(root),
+                 "--train-section", "both", "--out-sections", str(text / "sections.parquet"),
+                 "--out-sentences", str(text / "sentences.parquet"),
+                 "--out-problems", str(text / "problems.parquet")]) == 0
+    assert main(["label", "--sections", str(text / "sections.parquet"), "--sentences",
+                 str(text / "sentences.parquet"), "--out-reports", str(labels / "reports.parquet"),
+                 "--out-sentences", str(labels / "sentences.parquet")]) == 0
+    return text, labels
+
+
 def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
     """The text and label stages on the synthetic MIMIC layout, with its injected report faults."""
     import csv
 
-    from txtrayalign.cli import main
     from txtrayalign.constants import OBSERVATIONS
 
     studies = pd.read_csv(synth_root / "cxr-study-list.csv.gz").rename(columns={"path": "report_path"})
@@ -174,20 +188,13 @@ def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
     studies = studies.merge(split, on="study_id", how="left").fillna({"split": "train"})
     studies["group"] = "p" + studies["subject_id"].astype(str).str[:2]
     studies.to_parquet(tmp_path / "studies.parquet")
-    text, labels = tmp_path / "text", tmp_path / "labels"
-    assert main(["sections", "--studies", str(tmp_path / "studies.parquet"), "--root", str(synth_root),
-                 "--train-section", "both", "--out-sections", str(text / "sections.parquet"),
-                 "--out-sentences", str(text / "sentences.parquet"),
-                 "--out-problems", str(text / "problems.parquet")]) == 0
+    text, labels = _sections_then_labels(tmp_path, synth_root)
     problems = pd.read_parquet(text / "problems.parquet")
     with (synth_root / "faults.csv").open() as f:
         injected = {int(r["study_id"]): r["kind"] for r in csv.DictReader(f) if r["kind"].endswith("_report")}
     kinds = {"empty_report": "empty", "non_utf8_report": "not_utf8", "missing_report": "missing"}
     assert dict(zip(problems.study_id, problems.kind, strict=True)) == {s: kinds[k] for s, k in injected.items()}
 
-    assert main(["label", "--sections", str(text / "sections.parquet"), "--sentences",
-                 str(text / "sentences.parquet"), "--out-reports", str(labels / "reports.parquet"),
-                 "--out-sentences", str(labels / "sentences.parquet")]) == 0
     reports = pd.read_parquet(labels / "reports.parquet").set_index("study_id")
     assert len(reports) == len(studies)
     sections = pd.read_parquet(text / "sections.parquet").set_index("study_id")
@@ -242,7 +249,6 @@ def test_read_text_names_the_file(tmp_path):
 def test_utf16_reports_are_decoded_or_refused_never_no_finding(shared_testdata, tmp_path):
     """Issue 12: a report saved as UTF-16 ended as No Finding = 1. With a BOM it is now read like its
     UTF-8 original (same labels); without one it is a problem row and has no labels at all."""
-    from txtrayalign.cli import main
     from txtrayalign.constants import OBSERVATIONS
 
     report = (shared_testdata / "reports" / "mimic_example_report.txt").read_text(encoding="utf-8")
@@ -253,11 +259,7 @@ def test_utf16_reports_are_decoded_or_refused_never_no_finding(shared_testdata, 
         50000004: report.encode("utf-8-sig"),
     })
     studies.to_parquet(tmp_path / "studies.parquet")
-    text, labels = tmp_path / "text", tmp_path / "labels"
-    assert main(["sections", "--studies", str(tmp_path / "studies.parquet"), "--root", str(tmp_path),
-                 "--train-section", "both", "--out-sections", str(text / "sections.parquet"),
-                 "--out-sentences", str(text / "sentences.parquet"),
-                 "--out-problems", str(text / "problems.parquet")]) == 0
+    text, labels = _sections_then_labels(tmp_path, tmp_path)
     problems = pd.read_parquet(text / "problems.parquet")
     assert problems[["study_id", "kind"]].values.tolist() == [[50000003, "nul_bytes"]]
     sections = pd.read_parquet(text / "sections.parquet").set_index("study_id").drop(columns="subject_id")
@@ -269,9 +271,6 @@ def test_utf16_reports_are_decoded_or_refused_never_no_finding(shared_testdata, 
     counts = sentences["study_id"].value_counts()
     assert counts[50000001] == counts[50000002] == counts[50000004] > 0 and 50000003 not in counts
 
-    assert main(["label", "--sections", str(text / "sections.parquet"), "--sentences",
-                 str(text / "sentences.parquet"), "--out-reports", str(labels / "reports.parquet"),
-                 "--out-sentences", str(labels / "sentences.parquet")]) == 0
     reports = pd.read_parquet(labels / "reports.parquet").set_index("study_id")[OBSERVATIONS]
     assert reports.loc[50000001].notna().any()
     for same in (50000002, 50000004):

@@ -24,6 +24,7 @@ from txtrayalign.images.shards import (
     shard_name,
     write_shard,
 )
+from txtrayalign.inputs import read_input_table
 from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -89,16 +90,7 @@ def configure_shard(parser: argparse.ArgumentParser) -> None:
 
 def read_image_index(path: str | Path) -> pd.DataFrame:
     """images.parquet, checked for the columns this stage needs."""
-    try:
-        df = pd.read_parquet(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError: not a parquet file
-        raise InputError(f"{path}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
-    missing = [c for c in INDEX_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; the index needs {INDEX_COLUMNS}")
-    return df
+    return read_input_table(path, INDEX_COLUMNS, "the images stage")
 
 
 def run_shard(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from txtrayalign.errors import InputError
+from txtrayalign.inputs import read_input_table
 from txtrayalign.text.encoding import decode_report
 from txtrayalign.text.sections import SECTION_COLUMNS, extract_sections
 from txtrayalign.text.sentences import split_sentences
@@ -53,15 +54,7 @@ def read_report(path: Path) -> tuple[str, tuple[str, str] | None]:
 
 def load_studies(path: str | Path) -> pd.DataFrame:
     """studies.parquet of the index stage, checked for the columns this stage needs."""
-    try:
-        studies = pd.read_parquet(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError: not a parquet file
-        raise InputError(f"{path}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
-    missing = [c for c in STUDY_COLUMNS if c not in studies.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing} (have {list(studies.columns)})")
+    studies = read_input_table(path, STUDY_COLUMNS, "the sections stage")
     duplicated = studies["study_id"][studies["study_id"].duplicated()]
     if len(duplicated):
         raise InputError(f"{path}: study_id must be unique; repeated: {duplicated.head(5).tolist()}")
