@@ -1,0 +1,67 @@
+"""The top-level command line: bad input ends in one line and exit status 2; bugs keep their traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import txtrayalign.cli as cli
+from txtrayalign.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fake_command(monkeypatch, exc: BaseException) -> None:
+    def run(args):
+        raise exc
+
+    monkeypatch.setattr(cli, "_load", lambda name: ((lambda parser: None), run))
+
+
+@pytest.mark.parametrize(
+    "exc, line",
+    [
+        (InputError("config.yaml: key 'x': not a number"), "config.yaml: key 'x': not a number"),
+        (FileNotFoundError(2, "No such file or directory", "a/b.csv"), "a/b.csv: No such file or directory"),
+        (FileNotFoundError("a/b.parquet"), "a/b.parquet: No such file or directory"),  # pandas' form
+        (IsADirectoryError(21, "Is a directory", "out"), "out: Is a directory"),
+        (PermissionError(13, "Permission denied", "/root/x"), "/root/x: Permission denied"),
+        (UnicodeDecodeError("utf-8", b"\xff\xfe", 0, 1, "invalid start byte"),
+         "cannot decode as utf-8 (invalid start byte at byte 0)"),
+        (InputError("first line\n  second line"), "first line second line"),
+    ],
+)
+def test_user_errors_are_one_line(monkeypatch, capsys, exc, line):
+    _fake_command(monkeypatch, exc)
+    assert cli.main(["sections"]) == 2
+    assert capsys.readouterr().err == f"txtrayalign sections: error: {line}\n"
+
+
+def test_bugs_keep_their_traceback_and_debug_shows_user_errors_too(monkeypatch):
+    _fake_command(monkeypatch, KeyError("a bug"))
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main(["sections"])
+    _fake_command(monkeypatch, InputError("bad"))
+    with pytest.raises(InputError, match="bad"):
+        cli.main(["--debug", "sections"])
+
+
+def test_chexpert_on_a_missing_or_utf16_file_is_one_line(tmp_path):
+    """Issue 12: `txtrayalign chexpert` on a missing path or a UTF-16 CSV printed a 29-line traceback."""
+    # With a BOM (pandas refuses it as UTF-8). Without one the NULs are valid UTF-8 and it is the
+    # labeller's reader that must refuse it (txtrayalign.text.encoding.read_text does).
+    (tmp_path / "u16.csv").write_bytes("no acute disease\n".encode("utf-16"))
+    env = {"PYTHONPATH": str(ROOT), "TXTRAYALIGN_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"}
+    for reports, names_file in ((tmp_path / "none.csv", True), (tmp_path / "u16.csv", False)):
+        proc = subprocess.run([sys.executable, "-m", "txtrayalign", "chexpert", "--reports_path", str(reports),
+                               "--output_path", str(tmp_path / "out.csv")], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert "Traceback" not in proc.stderr and lines[-1].startswith("txtrayalign chexpert: error: "), lines
+        assert not (tmp_path / "out.csv").exists()
+        if names_file:  # the UTF-16 message is the labeller's to word (its reader decodes the CSV)
+            assert lines[-1] == f"txtrayalign chexpert: error: {reports}: No such file or directory"
