@@ -225,3 +225,43 @@ def test_gpu_labels_equal_cpu_labels(tmp_path: Path, tok_dir: Path) -> None:
     labeller = chexbert.CheXbertLabeller.load(ckpt, tokenizer=tok_dir)
     assert labeller.device.type == "cuda"
     np.testing.assert_array_equal(labeller.label_texts(reports), cpu)
+
+
+def test_command_line_writes_the_chexpert_output_format(tmp_path: Path, tok_dir: Path) -> None:
+    import pandas as pd
+
+    from txtrayalign.cli import main
+
+    src = SHARED / "chexpert_sample_reports.csv"
+    reports = sample_reports()
+    tok = chexbert.load_tokenizer(tok_dir)
+    model = tiny_model(len(tok), seed=3)
+    text_dependent_heads(model, tok, reports)
+    ckpt = save_like_chexbert(model, tmp_path / "chexbert.pth")
+    out = tmp_path / "labeled.csv"
+    assert main(["chexbert", "--reports_path", str(src), "--output_path", str(out), "--checkpoint", str(ckpt),
+                 "--tokenizer", str(tok_dir), "--device", "cpu", "--batch-size", "3"]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["Reports", *OBSERVATIONS]
+    assert table["Reports"].tolist() == reports
+    expected = chexbert.label_reports(reports, checkpoint=ckpt, device="cpu", tokenizer=tok_dir)
+    np.testing.assert_array_equal(table[OBSERVATIONS].to_numpy(), expected)
+    with pytest.raises(chexbert.CheXbertError, match="CHEXBERT_CHECKPOINT"):
+        main(["chexbert", "--reports_path", str(src), "--checkpoint", str(tmp_path / "none.pth"),
+              "--output_path", str(tmp_path / "never.csv")])
+    assert not (tmp_path / "never.csv").exists()
+
+
+def test_repeated_texts_are_labelled_once(tmp_path: Path, tok_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tok = chexbert.load_tokenizer(tok_dir)
+    ckpt = save_like_chexbert(tiny_model(len(tok)), tmp_path / "chexbert.pth")
+    labeller = chexbert.CheXbertLabeller.load(ckpt, tokenizer=tok_dir, device="cpu")
+    seen: list[list[str]] = []
+    original = labeller.predict_classes
+    monkeypatch.setattr(labeller, "predict_classes", lambda texts: seen.append(list(texts)) or original(texts))
+    texts = ["No pneumothorax.", "Mild edema.", "No pneumothorax.", None, ""]
+    got = labeller.label_texts(texts)
+    assert sorted(seen[0]) == ["", "Mild edema.", "No pneumothorax."]
+    np.testing.assert_array_equal(got[0], got[2])
+    np.testing.assert_array_equal(got[3], got[4])
+    np.testing.assert_array_equal(got[1], chexbert.classes_to_values(original(["Mild edema."]))[0])

@@ -293,11 +293,15 @@ class CheXbertLabeller:
         return out
 
     def label_texts(self, texts: Iterable[str]) -> np.ndarray:
-        """(N, 14) float64 in `OBSERVATIONS` order: 1 positive, 0 negative, -1 uncertain, NaN blank."""
-        texts = [("" if t is None else str(t)) for t in texts]
+        """(N, 14) float64 in `OBSERVATIONS` order: 1 positive, 0 negative, -1 uncertain, NaN blank.
+
+        Each distinct text goes through the model once (retrieved sentences repeat a lot).
+        """
+        texts = [t if isinstance(t, str) else "" for t in texts]
         if not texts:
             return np.zeros((0, len(OBSERVATIONS)), dtype=np.float64)
-        return classes_to_values(self.predict_classes(texts))
+        unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        return classes_to_values(self.predict_classes(unique.tolist()))[inverse.reshape(-1)]
 
 
 def prepare_report(text: str) -> str:
