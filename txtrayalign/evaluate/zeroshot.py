@@ -124,17 +124,22 @@ def weighted_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np
 
     The weighted Mann-Whitney statistic: P(score of a positive > score of a negative) + 1/2 P(equal),
     pairs weighted by the product of their weights; with resample counts as weights it is the AUROC of
-    the resampled images.
+    the resampled images. Per resample: cumulative negative weight in score order, read at each
+    positive's place (strictly below it and up to its score, halving ties), so O(B n) in all.
     """
-    order = np.argsort(scores, kind="stable")
-    s, pos = scores[order], y[order] == 1
-    w = np.asarray(weights, dtype=np.float64)[:, order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # one group per distinct score
-    pw = np.add.reduceat(w * pos, starts, axis=1)
-    nw = np.add.reduceat(w * ~pos, starts, axis=1)
-    below = np.cumsum(nw, axis=1) - nw
-    num = (pw * (below + 0.5 * nw)).sum(axis=1)
-    den = pw.sum(axis=1) * nw.sum(axis=1)
+    scores = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(y) == 1
+    w = np.asarray(weights, dtype=np.float64)
+    neg_order = np.flatnonzero(~pos)[np.argsort(scores[~pos], kind="stable")]
+    neg_scores = scores[neg_order]
+    cum = np.zeros((w.shape[0], neg_order.size + 1))
+    np.cumsum(w[:, neg_order], axis=1, out=cum[:, 1:])
+    pos_scores = scores[pos]
+    below = np.searchsorted(neg_scores, pos_scores, side="left")  # negatives strictly below
+    upto = np.searchsorted(neg_scores, pos_scores, side="right")  # negatives below or equal
+    w_pos = w[:, pos]
+    num = 0.5 * np.einsum("bi,bi->b", w_pos, cum[:, below] + cum[:, upto])
+    den = w_pos.sum(axis=1) * cum[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
