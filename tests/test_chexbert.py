@@ -265,3 +265,25 @@ def test_repeated_texts_are_labelled_once(tmp_path: Path, tok_dir: Path, monkeyp
     np.testing.assert_array_equal(got[0], got[2])
     np.testing.assert_array_equal(got[3], got[4])
     np.testing.assert_array_equal(got[1], chexbert.classes_to_values(original(["Mild edema."]))[0])
+
+
+def test_real_chexbert_output_follows_the_head_order_and_class_values() -> None:
+    """CheXbert's labels of real IU X-ray findings: its column order and values are what we map to."""
+    import pandas as pd
+
+    path = SHARED / "iu_dev" / "chexbert_findings.csv"
+    if not path.is_file():
+        pytest.skip(f"real CheXbert labels absent: {path}")
+    table = pd.read_csv(path)
+    assert list(table.columns[1:]) == chexbert.CHEXBERT_CONDITIONS
+    values = table[chexbert.CHEXBERT_CONDITIONS]
+    # No Finding's two-class head: blank or positive only; the others the four classes' values
+    assert set(values["No Finding"].dropna().unique()) == {1.0}
+    four = values.drop(columns="No Finding").to_numpy().ravel()
+    assert set(np.unique(four[~np.isnan(four)])) == {-1.0, 0.0, 1.0}
+    assert np.isnan(four).any()
+    # every row is some class assignment of the heads, mapped back exactly
+    classes = np.select([values.isna(), values == 1, values == 0, values == -1], [0, 1, 2, 3])
+    ours = chexbert.classes_to_values(classes)
+    expected = table[OBSERVATIONS].to_numpy()
+    np.testing.assert_array_equal(ours, expected)

@@ -87,3 +87,30 @@ def test_absent_labellers_keep_their_rows_and_say_why() -> None:
     assert official["value"].notna().all()
     row = official.iloc[0]
     assert f"| official | chexpert | positive | {row['value']:.3f} |" in md  # no interval without counts
+
+
+def test_real_iu_findings_ours_against_chexbert() -> None:
+    """Real reports: CheXbert's published labels of IU X-ray findings against our labeller on the same text."""
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    import pandas as pd
+
+    from txtrayalign.chexpert import label_reports
+
+    root = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "reports" / "iu_dev"
+    if not (root / "chexbert_findings.csv").is_file():
+        pytest.skip(f"real IU X-ray development set absent: {root}")
+    cb = pd.read_csv(root / "chexbert_findings.csv").head(300)
+    findings = []
+    for uid in cb["uid"]:
+        node = ET.parse(root / "xml" / f"{uid}.xml").find(".//AbstractText[@Label='FINDINGS']")
+        findings.append(" ".join((node.text or "").split()))
+    ours = label_reports(findings)
+    theirs = cb[OBSERVATIONS].to_numpy()
+    table = ls.sensitivity_table({"chexbert": theirs}, {"chexpert": ours}, pairs=[("chexbert", "chexpert")])
+    for uncertain in ("positive", "negative"):
+        rows = table[table["uncertain"] == uncertain].set_index("averaging")
+        for avg, value in sklearn_f1(theirs, ours, uncertain).items():
+            assert rows.loc[avg, "value"] == pytest.approx(value, abs=1e-12)
+    assert (table["value"] > 0.5).all()  # two labellers of the same text agree far above chance
