@@ -48,8 +48,10 @@ def bleu_arrays(hypotheses: Sequence[str], references: Sequence[str], max_n: int
     n = len(hypotheses)
     out = {f"{kind}_{i}": np.zeros(n) for i in range(1, max_n + 1) for kind in ("match", "total")}
     out["hyp_len"], out["ref_len"] = np.zeros(n), np.zeros(n)
+    tokens: dict[str, list[str]] = {}  # retrieved texts repeat: tokenise each distinct text once
     for q, (hyp, ref) in enumerate(zip(hypotheses, references, strict=True)):
-        h, r = tokenize(hyp), tokenize(ref)
+        h = tokens[hyp] if hyp in tokens else tokens.setdefault(hyp, tokenize(hyp))
+        r = tokens[ref] if ref in tokens else tokens.setdefault(ref, tokenize(ref))
         for i in range(1, max_n + 1):
             p = modified_precision([r], h, i)
             out[f"match_{i}"][q], out[f"total_{i}"][q] = p.numerator, p.denominator
@@ -76,9 +78,20 @@ def bleu_statistic(sums: dict[str, np.ndarray], max_n: int = MAX_N) -> dict[str,
 
 def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
     """(N,) ROUGE-L F-measure of each hypothesis against its reference (rouge-score, no stemming)."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer, tokenizers
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    class _Cached(tokenizers.Tokenizer):
+        """rouge-score's own tokenizer, each distinct text tokenised once."""
+
+        def __init__(self) -> None:
+            self.inner, self.seen = tokenizers.DefaultTokenizer(use_stemmer=False), {}
+
+        def tokenize(self, text: str) -> list[str]:
+            if text not in self.seen:
+                self.seen[text] = self.inner.tokenize(text)
+            return self.seen[text]
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Cached())
     return np.array(
         [scorer.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hypotheses, references, strict=True)],
         dtype=np.float64,
