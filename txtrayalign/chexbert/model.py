@@ -61,23 +61,16 @@ DEFAULT_TOKENIZER = "bert-base-uncased"
 MAX_TOKENS = 512
 DEFAULT_BATCH_SIZE = 32
 
-# CheXbert's head order (its src/constants.py CONDITIONS): Lung Opacity before Lung Lesion, No Finding last.
-CHEXBERT_CONDITIONS: list[str] = [
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-    "No Finding",
-]
+def _chexbert_order() -> list[str]:
+    """CheXbert's head order (its src/constants.py CONDITIONS): ours with Lung Opacity before Lung Lesion
+    and No Finding moved last (the column order of CheXbert's output CSVs too)."""
+    order = [o for o in OBSERVATIONS if o != "No Finding"] + ["No Finding"]
+    i, j = order.index("Lung Lesion"), order.index("Lung Opacity")
+    order[i], order[j] = order[j], order[i]
+    return order
+
+
+CHEXBERT_CONDITIONS: list[str] = _chexbert_order()
 HEAD_CLASSES: list[int] = [4] * 13 + [2]
 # Class index -> our value: 0 blank, 1 positive, 2 negative, 3 uncertain.
 CLASS_VALUES = np.array([np.nan, 1.0, 0.0, -1.0])
