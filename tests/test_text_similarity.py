@@ -125,3 +125,15 @@ def test_bertscore_with_a_tiny_local_model(tmp_path: Path) -> None:
     assert got["bertscore_f1"]["value"] == pytest.approx(float(f1.double().mean()), rel=1e-6)
     same = ts.text_metrics(REFS, REFS, n_boot=0, bertscore_model=folder, device="cpu")
     assert same["bertscore_f1"]["value"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_markdown_section() -> None:
+    model = ts.text_metrics(HYPS, REFS, n_boot=20)
+    oracle = ts.text_metrics(REFS, REFS, n_boot=0)
+    md = ts.to_markdown({"model": model, "oracle": oracle}).splitlines()
+    assert md[0] == "| method | bleu1 | bleu2 | bleu3 | bleu4 | rouge_l | bertscore_f1 |"
+    b1 = model["bleu1"]
+    assert md[2].startswith(f"| model | {b1['value']:.3f} [{b1['ci_low']:.3f}, {b1['ci_high']:.3f}] |")
+    assert md[2].endswith("| absent |")
+    assert md[3].startswith("| oracle | 1.000 | 1.000 |")
+    assert md[-1].startswith("BERTScore absent: no local BERTScore model folder")

@@ -144,3 +144,19 @@ def test_prompts_are_configurable_and_checked() -> None:
         zeroshot.resolve_prompts({"Oedema": ["a", "b"]})
     with pytest.raises(InputError, match=r"evaluation.zeroshot.prompts.Edema: expected \[positive"):
         zeroshot.resolve_prompts({"Edema": "edema"})
+
+
+def test_markdown_section() -> None:
+    scores, labels = _random_case(100)
+    targets = zeroshot.binary_targets(labels)
+    table = zeroshot.auroc_table(scores, targets, n_boot=20, seed=0)
+    result = zeroshot.to_json(table, zeroshot.default_prompts())
+    md = zeroshot.to_markdown({"clip": result, "other": result}).splitlines()
+    assert md[0] == "| observation | clip | other |" and len(md) == 2 + 14 + 2
+    edema = result["auroc"]["Edema"]
+    assert md[2 + OBSERVATIONS.index("Edema")] == (
+        f"| Edema | {edema['value']:.3f} [{edema['ci_low']:.3f}, {edema['ci_high']:.3f}] | "
+        f"{edema['value']:.3f} [{edema['ci_low']:.3f}, {edema['ci_high']:.3f}] |"
+    )
+    assert md[2 + OBSERVATIONS.index("Fracture")] == "| Fracture | n/a | n/a |"
+    assert md[-1].startswith(f"| **mean (top 5)** | {result['mean_top5']['value']:.3f} [")

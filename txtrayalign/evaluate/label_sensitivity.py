@@ -26,6 +26,7 @@ import pandas as pd
 
 from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
 from txtrayalign.evaluate.bootstrap import point_and_interval_many
+from txtrayalign.evaluate.zeroshot import interval_cell
 
 TEXT_LABELLERS = ("chexpert", "chexbert")
 UNCERTAIN = ("positive", "negative")
@@ -127,12 +128,7 @@ def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
     """One line per (truth, retrieved, uncertain), one column per averaging: `value [low, high]` or `absent`."""
 
     def cell(row) -> str:
-        if row["absent"]:
-            return "absent"
-        if np.isnan(row["value"]):
-            return "n/a"
-        ci = "" if np.isnan(row["ci_low"]) else f" [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
-        return f"{row['value']:.{digits}f}{ci}"
+        return "absent" if row["absent"] else interval_cell(row["value"], row["ci_low"], row["ci_high"], digits)
 
     header = "| truth labels | retrieved text labels | uncertain as | " + " | ".join(f"{a} F1" for a in AVERAGING) + " |"
     lines = [header, "|" + "---|" * (3 + len(AVERAGING))]

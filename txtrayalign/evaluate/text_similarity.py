@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from txtrayalign.evaluate.bootstrap import point_and_interval, resample_counts
+from txtrayalign.evaluate.zeroshot import interval_cell
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +205,24 @@ def text_metrics(
         result["bertscore_f1"] = {"value": None, "ci_low": None, "ci_high": None, "absent": problem}
     result["n"] = {"queries": n, "with_reference": int(valid.sum())}
     return result
+
+
+METRIC_NAMES = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "bertscore_f1")
+
+
+def to_markdown(results: dict[str, dict], digits: int = 3) -> str:
+    """summary.md section: one row per method (model, baselines), one column per metric, `value [low, high]`."""
+    lines = ["| method | " + " | ".join(METRIC_NAMES) + " |", "|---|" + "---|" * len(METRIC_NAMES)]
+    absent = set()
+    for method, result in results.items():
+        cells = []
+        for name in METRIC_NAMES:
+            entry = result[name]
+            if entry.get("absent"):
+                cells.append("absent")
+                absent.add(entry["absent"])
+            else:
+                cells.append(interval_cell(entry["value"], entry["ci_low"], entry["ci_high"], digits))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [f"\nBERTScore absent: {why}" for why in sorted(absent)]
+    return "\n".join(lines) + "\n"
