@@ -55,6 +55,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "txtrayalign.chexpert.cli", "configure_chexpert", "run_chexpert",
         "drop-in CheXpert labeller: --reports_path IN.csv --output_path OUT.csv",
     ),
+    "chexbert": (
+        "txtrayalign.chexbert.cli", "configure", "run",
+        "label reports with CheXbert (chexbert.pth): --reports_path IN.csv --output_path OUT.csv",
+    ),
     "split": (
         "txtrayalign.splits", "configure", "run",
         "draw a patient-level training subset (splits/<subset>.parquet)",
