@@ -53,6 +53,7 @@ import pandas as pd
 
 from txtrayalign import constants
 from txtrayalign.errors import InputError
+from txtrayalign.splits import check_patient_splits
 from txtrayalign.utils import progress, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -263,16 +264,6 @@ def conflicting_ids(table: pd.DataFrame, columns: list[str], source: str, kind: 
         problems.append(problem(kind, str(first.get("path", source)), first.get("subject_id"),
                                 first.get("study_id"), dicom_id, f"{source} lists it {len(rows)} ways ({values})"))
     return bad
-
-
-def check_patient_splits(images: pd.DataFrame, source: str) -> None:
-    """An error naming the patients that are in more than one split (a leak from train to test)."""
-    per_patient = images.groupby("subject_id")["split"].agg(lambda s: sorted(set(s)))
-    leaking = per_patient[per_patient.map(len) > 1]
-    if len(leaking):
-        examples = "; ".join(f"subject_id {s} in {', '.join(v)}" for s, v in leaking.head(3).items())
-        raise InputError(f"{source}: {len(leaking)} patient(s) in more than one split ({examples}); "
-                         "a patient must be in exactly one of train/validate/test")
 
 
 def write_report_texts(texts: dict[int, str], reports_dir: Path) -> dict[int, str]:
