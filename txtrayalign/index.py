@@ -54,12 +54,13 @@ import pandas as pd
 from txtrayalign import constants
 from txtrayalign.errors import InputError
 from txtrayalign.splits import check_patient_splits
-from txtrayalign.utils import progress, setup_logging, write_parquet_atomic
+from txtrayalign.utils import atomic_path, progress, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("auto", "jpg", "dcm", "png", "openi", "table")
 MIMIC_FORMATS: tuple[str, ...] = ("auto", "jpg", "dcm", "png")
+LABELS_TABLE = "labels.csv.gz"  # format table: the table's own labels, MIMIC chexpert columns (label --official)
 MAX_CONFLICT_SHARE = 0.01  # more conflicting ids than this share of a table (and more than 10): an error
 _EXTENSIONS: dict[str, tuple[str, ...]] = {"jpg": (".jpg", ".jpeg"), "dcm": (".dcm",), "png": (".png",)}
 IMAGE_COLUMNS = ["dicom_id", "subject_id", "study_id", "path", "view", "split", "group", "format"]
@@ -222,13 +223,15 @@ class Indexed:
 
     images: dicom_id, subject_id, study_id, path (relative to the root), view, split;
     studies: subject_id, study_id, split, report_path ("" where `texts` holds the report);
-    problems: rows made by `problem`; texts: study_id -> report text the index writes.
+    problems: rows made by `problem`; texts: study_id -> report text the index writes;
+    labels: the dataset's own labels in the MIMIC chexpert table's columns, or None.
     """
 
     images: pd.DataFrame
     studies: pd.DataFrame
     problems: list[dict] = field(default_factory=list)
     texts: dict[int, str] = field(default_factory=dict)
+    labels: pd.DataFrame | None = None
 
     @classmethod
     def from_rows(cls, image_rows: list[tuple], study_rows: list[tuple], problems: list[dict],
@@ -317,6 +320,14 @@ def finish(indexed: Indexed, root: Path, fmt: str, reports_dir: Path | None
                                                                       strict=True)]
     studies["group"] = studies["subject_id"].map(group_for)
     studies = studies[STUDY_COLUMNS].sort_values(["subject_id", "study_id"]).reset_index(drop=True)
+    labels_path = Path(reports_dir).with_name(LABELS_TABLE) if reports_dir is not None else None
+    if labels_path is not None and indexed.labels is None:
+        labels_path.unlink(missing_ok=True)  # an earlier run's labels are not this table's
+    elif labels_path is not None:
+        path = labels_path
+        with atomic_path(path, suffix=".csv.gz.tmp") as tmp:
+            indexed.labels.to_csv(tmp, index=False, compression="gzip")
+        log.info("wrote the dataset's own labels of %d studies to %s", len(indexed.labels), path)
     return images, studies, problems_frame(problems)
 
 
