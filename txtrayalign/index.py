@@ -594,8 +594,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", default=None,
                         help="format table: the CSV or parquet file (relative to --root or absolute)")
     parser.add_argument("--column", action="append", default=[], metavar="ROLE=NAME",
-                        help="format table: the column holding ROLE (image, report_text, report_path, patient_id, "
-                        "study_id, view, split); repeatable; defaults are the role names")
+                        help="format table: the column holding ROLE (image, image_id, report_text, report_path, "
+                        "patient_id, study_id, view, split); repeatable; defaults are the role names")
     parser.add_argument("--log", default=None, help="also write the log to this file")
 
 
