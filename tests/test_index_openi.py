@@ -262,3 +262,15 @@ def test_a_root_that_is_not_open_i(tmp_path, capsys):
     (tmp_path / "files").mkdir()
     assert cli_main(["index", "--root", str(tmp_path), "--format", "openi", "--out-dir", str(tmp_path / "o")]) == 2
     assert "not an IU X-ray (Open-i) root (format: openi): expected ecgen-radiology/" in capsys.readouterr().err
+
+
+def test_an_image_named_by_two_reports_is_left_out_with_a_problem(tmp_path):
+    shared = "CXR1_IM-0001-1001"
+    root = write_original(tmp_path / "iu", {
+        "1.xml": xml_report(1, {"FINDINGS": "Clear."}, [shared, "CXR1_IM-0001-2001"]),
+        "2.xml": xml_report(2, {"FINDINGS": "Clear."}, [shared, "CXR2_IM-0002-1001"]),
+    }, [shared, "CXR1_IM-0001-2001", "CXR2_IM-0002-1001"])
+    images, _, problems = build_index(root, "openi", reports_dir=tmp_path / "reports")
+    assert sorted(images["dicom_id"]) == ["CXR1_IM-0001-2001", "CXR2_IM-0002-1001"]
+    assert problems[["kind", "dicom_id"]].values.tolist() == [["duplicate_dicom_id", shared]]
+    assert "study_id=1" in problems.message[0] and "study_id=2" in problems.message[0]
