@@ -10,6 +10,7 @@ import pytest
 
 from txtrayalign import constants as C
 from txtrayalign.cli import main as cli_main
+from txtrayalign.errors import InputError
 from txtrayalign.index import (
     IMAGE_COLUMNS,
     PROBLEM_COLUMNS,
@@ -273,3 +274,89 @@ def test_wrong_format_for_the_tables_is_an_error(tmp_path):
     assert not (out / "images.parquet").exists()
     assert cli_main(["index", "--root", str(root), "--out-dir", str(out), "--format", "auto"]) == 0
     assert len(pd.read_parquet(out / "images.parquet")) == len(IMAGES)
+
+
+# ------------------------------------------------------------- issue 12: tables that contradict themselves
+
+
+def test_dcm_on_a_jpg_only_tree_is_an_error_naming_root_and_format(tmp_path, capsys):
+    root = make_tree(tmp_path / "root", exts=("jpg",))
+    with pytest.raises(InputError, match=rf"{root}: no usable image \(format: dcm\).*5 image file\(s\) of another "
+                                         r"format on disk: wrong format\?"):
+        build_index(root, "dcm")
+    out = tmp_path / "out"
+    assert cli_main(["index", "--root", str(root), "--out-dir", str(out), "--format", "dcm"]) == 2
+    assert "no usable image (format: dcm)" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_conflicting_views_are_problem_rows_and_left_unknown(tmp_path):
+    root = make_tree(tmp_path)
+    write_tables(root)
+    meta = pd.read_csv(root / C.METADATA, keep_default_na=False)
+    again = meta.iloc[[0, 1]].copy()
+    again.loc[again.index[0], "ViewPosition"] = "AP"  # image 0: PA and AP
+    write_table(root, C.METADATA, pd.concat([meta, again]).to_dict("records"))  # image 1 repeated identically
+    images, _, problems = build_index(root, "jpg")
+    view = images.set_index("dicom_id")["view"]
+    assert view[IMAGES[0][2]] == "" and view[IMAGES[1][2]] == "LATERAL"
+    assert problems[["kind", "dicom_id"]].values.tolist() == [["conflicting_view", IMAGES[0][2]]]
+    assert "ViewPosition=PA; ViewPosition=AP" in problems.message[0]
+
+
+def test_conflicting_split_rows_leave_the_image_out(tmp_path):
+    root = make_tree(tmp_path)
+    write_tables(root)
+    split = pd.read_csv(root / C.SPLIT_TABLE)
+    again = split.iloc[[2]].copy()
+    again["split"] = "test"  # image 2 of patient 10000032: train and test
+    write_table(root, C.SPLIT_TABLE, pd.concat([split, again]).to_dict("records"))
+    images, _, problems = build_index(root, "jpg")
+    assert IMAGES[2][2] not in set(images["dicom_id"]) and len(images) == len(IMAGES) - 1
+    row = problems.set_index("kind").loc["conflicting_split"]
+    assert row.dicom_id == IMAGES[2][2] and "split=train; split=test" in row.message
+    assert row.path.endswith(C.SPLIT_TABLE)
+
+
+def test_many_conflicting_ids_are_an_error_naming_the_table(tmp_path):
+    ids = [(10000000 + i, 50000000 + i, f"{i:08x}-00000000-00000000-00000000-00000000") for i in range(40)]
+    root = tmp_path
+    rows = []
+    for s, t, d in ids:
+        path = root / rel_image(s, t, d, "jpg")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        rows.append({"dicom_id": d, "study_id": t, "subject_id": s, "split": "train"})
+    conflicts = [dict(r, split="test") for r in rows[:11]]
+    write_table(root, C.SPLIT_TABLE, rows + conflicts)
+    with pytest.raises(TableError, match=r"split\.csv\.gz: 11 of 40 dicom_ids are listed with conflicting split"):
+        build_index(root, "jpg")
+
+
+def test_conflicting_duplicate_in_the_record_list(tmp_path):
+    root = make_tree(tmp_path)
+    write_tables(root)
+    record = pd.read_csv(root / C.RECORD_LIST)
+    s, t, d = IMAGES[3]
+    moved = record.iloc[[3]].copy()
+    moved["path"] = rel_image(s, t, d, "dcm").replace(f"s{t}", "s50414267")  # the same id in another study
+    other = root / moved["path"].iloc[0].replace(".dcm", ".jpg")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(b"x")
+    write_table(root, C.RECORD_LIST, pd.concat([record, moved, record.iloc[[0]]]).to_dict("records"))
+    images, _, problems = build_index(root, "jpg")
+    assert d not in set(images["dicom_id"]) and len(images) == len(IMAGES) - 1
+    assert problems.loc[problems.kind == "duplicate_dicom_id", "dicom_id"].tolist() == [d]
+
+
+def test_a_patient_in_two_splits_is_an_error_at_index_time(tmp_path, capsys):
+    root = make_tree(tmp_path / "root")
+    write_tables(root)
+    split = pd.read_csv(root / C.SPLIT_TABLE)
+    split.loc[1, "split"] = "test"  # patient 10000032: train and test images
+    write_table(root, C.SPLIT_TABLE, split.to_dict("records"))
+    with pytest.raises(InputError, match=r"split\.csv\.gz: 1 patient\(s\) in more than one split "
+                                         r"\(subject_id 10000032 in test, train\)"):
+        build_index(root, "jpg")
+    assert cli_main(["index", "--root", str(root), "--out-dir", str(tmp_path / "out")]) == 2
+    assert "subject_id 10000032 in test, train" in capsys.readouterr().err

@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     ),
     "index": (
         "txtrayalign.index", "configure", "run",
-        "index a MIMIC-CXR / MIMIC-CXR-JPG root into images.parquet, studies.parquet, problems.parquet",
+        "index a MIMIC-CXR(-JPG) root, an IU X-ray (Open-i) root or a table of pairs into images.parquet,"
+        " studies.parquet, problems.parquet",
     ),
     "images": (
         "txtrayalign.images.cli", "configure_shard", "run_shard",

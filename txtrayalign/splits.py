@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from txtrayalign.constants import SPLITS
+from txtrayalign.errors import InputError
 from txtrayalign.utils import setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -35,18 +36,16 @@ def patient_order(subject_ids: list[int] | pd.Series, seed: int) -> list[int]:
 
 
 def check_patient_splits(images: pd.DataFrame, source: str = "images table") -> None:
-    """Raise a clear error when a patient appears in more than one split or a split name is unknown."""
+    """An `InputError` naming the patients in more than one split (a leak), or an unknown split name."""
     unknown = sorted(set(images["split"].astype(str)) - set(SPLITS))
     if unknown:
-        raise ValueError(f"{source}: column 'split' has unknown values {unknown}; expected one of {list(SPLITS)}")
-    per_patient = images.groupby("subject_id")["split"].nunique()
-    leaking = per_patient[per_patient > 1]
+        raise InputError(f"{source}: column 'split' has unknown values {unknown}; expected one of {list(SPLITS)}")
+    per_patient = images.groupby("subject_id")["split"].agg(lambda s: sorted(set(s)))
+    leaking = per_patient[per_patient.map(len) > 1]
     if len(leaking):
-        examples = ", ".join(str(s) for s in leaking.index[:5])
-        raise ValueError(
-            f"{source}: {len(leaking)} patient(s) appear in more than one split (e.g. subject_id {examples}); "
-            "a patient-level split needs each patient in exactly one of train/validate/test"
-        )
+        examples = "; ".join(f"subject_id {s} in {', '.join(v)}" for s, v in leaking.head(3).items())
+        raise InputError(f"{source}: {len(leaking)} patient(s) in more than one split ({examples}); "
+                         "a patient must be in exactly one of train/validate/test")
 
 
 def make_subset(images: pd.DataFrame, fraction: float, seed: int, source: str = "images table") -> pd.DataFrame:

@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, required=True, help="random seed; the same seed gives the same dataset")
     parser.add_argument("--format", dest="fmt", choices=["jpg", "dicom", "both"], default="jpg",
                         help="image files to write: MIMIC-CXR-JPG .jpg, MIMIC-CXR .dcm, or both (default: jpg)")
+    parser.add_argument("--layout", choices=["mimic", "openi"], default="mimic",
+                        help="mimic: MIMIC-CXR(-JPG) files/ and tables; openi: the IU X-ray distribution "
+                             "(ecgen-radiology/*.xml, NLMCXR_png/*.png, indiana_projections.csv) (default: mimic)")
     parser.add_argument("--image-size", type=int, default=512, help="image width and height in pixels (default: 512)")
     parser.add_argument("--faults", action="store_true",
                         help="also break a few files of each kind on purpose and list them in faults.csv")
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     try:
         summary = generate(args.out, studies=args.studies, seed=args.seed, fmt=args.fmt, image_size=args.image_size,
-                           faults=args.faults, workers=args.workers, overwrite=args.overwrite)
+                           faults=args.faults, workers=args.workers, overwrite=args.overwrite,
+                           layout=args.layout)
     except (ValueError, FileExistsError) as err:
         log.error("%s", err)
         return 2

@@ -1,4 +1,8 @@
-"""Write a whole synthetic MIMIC-CXR(-JPG) dataset: files first, tables last and atomically."""
+"""Write a whole synthetic dataset: files first, tables last and atomically.
+
+Layouts: `mimic` (MIMIC-CXR(-JPG), the default) and `openi` (the IU X-ray original distribution,
+`txtrayalign.synth.openi`); the same seed gives the same studies in both.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from txtrayalign import constants as C
+from txtrayalign.synth import openi
 from txtrayalign.synth.faults import FAULTS_CSV, inject_faults, write_faults_csv
 from txtrayalign.synth.plan import StudyPlan, plan_dataset
 from txtrayalign.synth.study import FORMATS, Options, make_studies
@@ -21,6 +28,7 @@ log = logging.getLogger(__name__)
 TABLES = (C.RECORD_LIST, C.STUDY_LIST, C.METADATA, C.SPLIT_TABLE, C.CHEXPERT_TABLE)
 CHUNK = 16  # studies per process-pool task
 MARKER = ".txtrayalign-synth.json"  # says the root was written by this generator (safe to replace)
+LAYOUTS = ("mimic", "openi")
 
 
 def _prepare(out: Path, overwrite: bool, settings: dict) -> None:
@@ -28,15 +36,17 @@ def _prepare(out: Path, overwrite: bool, settings: dict) -> None:
 
     Tables go first, so a killed rerun leaves no complete-looking tables beside a half-written tree.
     """
-    files = out / "files"
-    existing = [out / n for n in TABLES if (out / n).exists()] + ([files] if files.is_dir() and any(files.iterdir()) else [])
+    folders = [out / n for n in ("files", openi.REPORTS_DIR, openi.IMAGES_DIR)]
+    existing = [out / n for n in (*TABLES, openi.PROJECTIONS, openi.LABELS) if (out / n).exists()] + [
+        d for d in folders if d.is_dir() and any(d.iterdir())]
     if existing and not overwrite and not (out / MARKER).is_file():
         raise FileExistsError(f"{out} holds data this generator did not write ({existing[0].name}); "
                               "pass overwrite=True (--overwrite) to replace it")
-    for name in (*TABLES, FAULTS_CSV):
+    for name in (*TABLES, FAULTS_CSV, openi.PROJECTIONS, openi.LABELS):
         (out / name).unlink(missing_ok=True)
-    if files.is_dir():
-        shutil.rmtree(files)
+    for folder in folders:
+        if folder.is_dir():
+            shutil.rmtree(folder)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MARKER) as tmp:
         tmp.write_text(json.dumps(settings, sort_keys=True) + "\n", encoding="utf-8")
@@ -47,11 +57,14 @@ def _chunks(plans: list[StudyPlan], size: int) -> list[list[StudyPlan]]:
 
 
 def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: int = 512, faults: bool = False,
-             workers: int = 1, overwrite: bool = False) -> dict:
-    """Write `studies` synthetic studies under `out` in the exact MIMIC-CXR(-JPG) layout.
+             workers: int = 1, overwrite: bool = False, layout: str = "mimic") -> dict:
+    """Write `studies` synthetic studies under `out` in the exact MIMIC-CXR(-JPG) or Open-i layout.
 
     Deterministic in `seed` whatever `workers` is. Returns a summary: counts, seconds, studies_per_second.
+    `fmt` applies to the MIMIC layout (Open-i images are PNG).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if image_size < 32:
@@ -63,8 +76,10 @@ def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: i
     out = Path(out)
     start = time.perf_counter()
     _prepare(out, overwrite, {"studies": studies, "seed": seed, "format": fmt, "image_size": image_size,
-                              "faults": faults})
+                              "faults": faults, "layout": layout})
     plans = plan_dataset(studies, seed)
+    if layout == "openi":
+        return _generate_openi(out, plans, seed, image_size, faults, workers, start)
     opts = Options(str(out), seed, fmt, image_size)
     chunks = _chunks(plans, CHUNK)
     results: list[dict] = []
@@ -106,3 +121,30 @@ def _write_tables(out: Path, plans: list[StudyPlan], results: list[dict]) -> Non
     write_csv_gz(out / C.METADATA, C.TABLE_COLUMNS[C.METADATA], image_rows)
     write_csv_gz(out / C.SPLIT_TABLE, C.TABLE_COLUMNS[C.SPLIT_TABLE], image_rows)
     write_csv_gz(out / C.CHEXPERT_TABLE, C.TABLE_COLUMNS[C.CHEXPERT_TABLE], (results[i]["labels"] for i in order))
+
+
+def _generate_openi(out: Path, plans: list[StudyPlan], seed: int, image_size: int, faults: bool, workers: int,
+                    start: float) -> dict:
+    openi.prepare(out)
+    chunks = _chunks(plans, CHUNK)
+    args = (str(out), seed, image_size)
+    results: list[dict] = []
+    if workers == 1:
+        for chunk in progress(chunks, desc="synth openi", unit="chunk"):
+            results.extend(openi.make_openi_studies(chunk, *args))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = pool.map(openi.make_openi_studies, chunks, *([a] * len(chunks) for a in args))
+            for part in progress(parts, desc="synth openi", total=len(chunks), unit="chunk"):
+                results.extend(part)
+    fault_rows = openi.inject_openi_faults(out, results, np.random.default_rng([seed, 3])) if faults else []
+    openi.write_openi_tables(out, results, fault_rows)
+    seconds = time.perf_counter() - start
+    summary = {
+        "root": str(out), "layout": "openi", "studies": len(results),
+        "images": sum(len(r["images"]) for r in results), "patients": len(results), "faults": len(fault_rows),
+        "format": "png", "image_size": image_size, "workers": workers, "seconds": round(seconds, 3),
+        "studies_per_second": round(len(results) / seconds, 2) if seconds > 0 else float("inf"),
+    }
+    log.info("synthetic Open-i dataset: %(studies)d studies, %(images)d images in %(seconds).1f s", summary)
+    return summary

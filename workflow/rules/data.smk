@@ -1,4 +1,5 @@
 # The dataset: the built-in synthetic one (when enabled), its index, and patient-level splits.
+import shlex
 
 
 rule synth:
@@ -42,6 +43,10 @@ rule index:
     params:
         root=DATA_ROOT,
         format=DATASET.get("format", "auto"),
+        table=" ".join(  # format table: the file and its column names
+            [f"--table {shlex.quote(DATASET['table']['file'])}"]
+            + [shlex.quote(f"--column={r}={c}") for r, c in DATASET["table"].get("columns", {}).items()]
+        ) if DATASET.get("format") == "table" else "",
         out_dir=RESULTS / "index",
         code=CODE["index"],
     resources:
@@ -52,7 +57,7 @@ rule index:
     benchmark:
         bench_path("index")
     shell:
-        "txtrayalign index --root {params.root} --format {params.format}"
+        "txtrayalign index --root {params.root} --format {params.format} {params.table}"
         " --out-dir {params.out_dir} --log {log}"
 
 

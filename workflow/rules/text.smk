@@ -40,7 +40,9 @@ rule label:
         sentences=RESULTS / "labels" / "sentences.parquet",
     params:
         official=(
-            f"--official {DATA_ROOT / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
+            f"--official {RESULTS / 'index' / 'labels.csv.gz'}"  # format table: the table's labels
+            if DATASET.get("format") == "table" and config["labels"].get("source", "labeller") == "official"
+            else f"--official {DATA_ROOT / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
             if config["labels"].get("source", "labeller") == "official"
             else ""
         ),
