@@ -61,7 +61,7 @@ for _name, _exp in EXPERIMENTS.items():
 # Encoder names, weights and models checked without data (pretrained branch: txtrayalign.train.encoders)
 from txtrayalign.train.encoders import experiment_problems, problems_report
 
-_encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({"name": _name, **_exp})]
+_encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({**_exp, "name": _name})]
 if _encoder_problems:
     raise ValueError("config: " + problems_report(_encoder_problems))
 
