@@ -22,8 +22,29 @@ TEXTS = ["Small nodule in the left lung.", "No pneumothorax is seen.", "large ef
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path_factory):
+    from huggingface_hub import constants
+
+    cache = tmp_path_factory.getbasetemp() / "empty_hub_cache"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "empty_hub_cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # read at import time by huggingface_hub
+
+
+def fill_hub_cache(cache, repo: str, revision: str, files: dict) -> None:
+    """The Hugging Face cache layout: models--org--name/{refs/<revision>, snapshots/<commit>/<files>}."""
+    import shutil
+
+    root = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / revision).write_text(commit)
+    snap = root / "snapshots" / commit
+    snap.mkdir(parents=True, exist_ok=True)
+    for name, src in files.items():
+        if src is None:
+            (snap / name).write_bytes(b"")
+        else:
+            shutil.copyfile(src, snap / name)
 
 
 def pair_experiment(name: str, weights: str = "none", **train_settings) -> dict:
@@ -325,3 +346,22 @@ def test_missing_pretrained_models_say_where_to_put_them(monkeypatch, tmp_path):
     assert report.startswith("4 problem(s)") and report.count("\n") == 4
     with pytest.raises(FileNotFoundError, match="hf download org/XrayCLIP-missing"):
         build_model(pair_experiment("clip:org/XrayCLIP-missing"), None)
+
+
+def test_models_in_the_hub_cache_pass_the_dry_run_and_load_offline(biovil_dir, tmp_path, monkeypatch):
+    """The released names resolve from a (copied) cache: biovil at its pinned revision, RN50's openai weights."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    folder = biovil_dir[0]
+    fill_hub_cache(cache, "microsoft/BiomedVLP-CXR-BERT-specialized", "v1.1",
+                   {p.name: p for p in folder.iterdir() if p.is_file()})
+    fill_hub_cache(cache, "timm/resnet50_clip.openai", "main", {"open_clip_model.safetensors": None})
+    for name, weights in (("biovil", "none"), ("open_clip:RN50", "openai")):
+        assert experiment_problems({**pair_experiment(name, weights), "name": "cached"}) == [], name
+    cfg = pair_experiment("biovil")
+    model = build_model(cfg, get_tokenizer(cfg["text_encoder"], tmp_path / "out"))
+    assert model.preprocessing["revision"] == "v1.1" and "0123456789abcdef" in model.preprocessing["folder"]
+    assert torch.equal(model.text_encoder.body.embeddings.word_embeddings.weight,
+                       biovil_dir[1].bert.embeddings.word_embeddings.weight)

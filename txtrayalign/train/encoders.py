@@ -107,7 +107,8 @@ def text_encoder_problem(name: object) -> str | None:
     problem = hf_available(name, None, "config.json", name)
     if problem is None:
         return None
-    return f"'{name}' is not small_bert{_near(name, ['small_bert'])}, and {problem}"
+    near = _near(name, ["small_bert"])
+    return f"'{name}' is not small_bert{near}, and {problem}" if near else problem
 
 
 def experiment_problems(exp: dict) -> list[str]:
