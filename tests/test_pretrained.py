@@ -5,6 +5,7 @@ the offline errors. Nothing downloads (HF_HUB_OFFLINE=1)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,7 +239,14 @@ def test_cxr_bert_biovil_stand_in_loads_the_released_layout(biovil_dir, tmp_path
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta"])  # Bio_ClinicalBERT, DistilBERT, DeCLUTR
 def test_study_text_encoders_load_pool_and_freeze(kind, tmp_path):
-    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+    from transformers import (
+        BertConfig,
+        BertModel,
+        DistilBertConfig,
+        DistilBertModel,
+        RobertaConfig,
+        RobertaModel,
+    )
 
     folder = tmp_path / kind
     tok = wordpiece(folder)
@@ -365,3 +373,23 @@ def test_models_in_the_hub_cache_pass_the_dry_run_and_load_offline(biovil_dir, t
     assert model.preprocessing["revision"] == "v1.1" and "0123456789abcdef" in model.preprocessing["folder"]
     assert torch.equal(model.text_encoder.body.embeddings.word_embeddings.weight,
                        biovil_dir[1].bert.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.workflow
+def test_dry_run_stops_on_encoder_typos_naming_the_keys(tmp_path):
+    """Issue 12: `resnet19` / `smal_bert` stop `snakemake -n` at parse time, before anything runs."""
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from workflow_helpers import snakemake, tiny_config, write_config
+
+    cfg = tiny_config()
+    cfg["experiments"] = {"typo": {"image_encoder": {"name": "resnet19"}, "text_encoder": {"name": "smal_bert"}}}
+    res = snakemake(tmp_path, "-n", config=write_config(cfg, tmp_path), timeout=300,
+                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    text = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "experiments.typo.image_encoder.name" in text and "did you mean resnet18" in text
+    assert "experiments.typo.text_encoder.name" in text and "did you mean small_bert" in text
+    assert "Job stats" not in text
