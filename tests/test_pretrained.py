@@ -356,8 +356,9 @@ def test_missing_pretrained_models_say_where_to_put_them(monkeypatch, tmp_path):
         build_model(pair_experiment("clip:org/XrayCLIP-missing"), None)
 
 
-def test_models_in_the_hub_cache_pass_the_dry_run_and_load_offline(biovil_dir, tmp_path, monkeypatch):
-    """The released names resolve from a (copied) cache: biovil at its pinned revision, RN50's openai weights."""
+def test_models_in_the_hub_cache_pass_the_dry_run_and_load_offline(biovil_dir, open_clip_dir, tmp_path, monkeypatch):
+    """The released names resolve from a (copied) cache: biovil at its pinned revision, RN50's openai weights,
+    an open_clip hf-hub: repository (BiomedCLIP's layout)."""
     from huggingface_hub import constants
 
     cache = tmp_path / "hub"
@@ -366,7 +367,8 @@ def test_models_in_the_hub_cache_pass_the_dry_run_and_load_offline(biovil_dir, t
     fill_hub_cache(cache, "microsoft/BiomedVLP-CXR-BERT-specialized", "v1.1",
                    {p.name: p for p in folder.iterdir() if p.is_file()})
     fill_hub_cache(cache, "timm/resnet50_clip.openai", "main", {"open_clip_model.safetensors": None})
-    for name, weights in (("biovil", "none"), ("open_clip:RN50", "openai")):
+    fill_hub_cache(cache, "org/tiny-openclip", "main", {p.name: p for p in open_clip_dir[0].iterdir()})
+    for name, weights in (("biovil", "none"), ("open_clip:RN50", "openai"), ("open_clip:hf-hub:org/tiny-openclip", "none")):
         assert experiment_problems({**pair_experiment(name, weights), "name": "cached"}) == [], name
     cfg = pair_experiment("biovil")
     model = build_model(cfg, get_tokenizer(cfg["text_encoder"], tmp_path / "out"))
@@ -393,3 +395,7 @@ def test_dry_run_stops_on_encoder_typos_naming_the_keys(tmp_path):
     assert "experiments.typo.image_encoder.name" in text and "did you mean resnet18" in text
     assert "experiments.typo.text_encoder.name" in text and "did you mean small_bert" in text
     assert "Job stats" not in text
+    cfg = pair_experiment("open_clip:hf-hub:org/tiny-openclip")
+    model = build_model(cfg, get_tokenizer(cfg["text_encoder"], tmp_path / "oc"))
+    assert torch.equal(model.image_encoder.visual.conv1.weight, open_clip_dir[1].visual.conv1.weight)
+    assert model.preprocessing["built_from"].startswith("local-dir:") and model.preprocessing["image"]["size"] == 32

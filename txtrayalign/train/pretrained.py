@@ -376,6 +376,14 @@ class OpenClipImage(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
 
+def local_open_clip_ident(spec: PairSpec) -> str:
+    """The open_clip model id to build from: offline, an hf-hub: id becomes the cached snapshot (local-dir:)."""
+    if spec.ident.startswith("hf-hub:") and offline():
+        repo = spec.ident[len("hf-hub:"):]
+        return f"local-dir:{resolve_folder(repo, None, spec.name)}"
+    return spec.ident
+
+
 def _open_clip_tokenizer(ident: str) -> PairTokenizer:
     """open_clip's tokenizer for the model, padded to its context length (its text transformer needs it)."""
     import open_clip
@@ -391,22 +399,28 @@ def build_open_clip(spec: PairSpec, weights: str, pretrained: bool) -> Pair:
     problem = open_clip_problem(spec, weights) if pretrained else None
     if problem:
         raise FileNotFoundError(f"{spec.name}: {problem}")
-    ident = spec.ident
+    ident = local_open_clip_ident(spec)
     tag = None if weights in ("none", None) or ident.startswith(("hf-hub:", "local-dir:")) else str(weights)
+    tag_cfg = {}
     if tag and Path(tag).expanduser().is_file():
         tag = str(Path(tag).expanduser())
+    elif tag:
+        tag_cfg = open_clip.get_pretrained_cfg(ident, tag)
+        repo = (tag_cfg.get("hf_hub") or "").strip("/")
+        cached = [c for f in OPEN_CLIP_WEIGHT_FILES if repo and (c := cached_file(repo, f, cache_dir=openclip_cache_dir()))]
+        if pretrained and cached:  # the cached file itself: open_clip never asks the network
+            tag = cached[0]
     try:
+        # a tag trained with QuickGELU (OpenAI's) gets it, as open_clip's `-quickgelu` configs do
         model = open_clip.create_model(ident, pretrained=tag if pretrained else None, load_weights=pretrained,
-                                       cache_dir=openclip_cache_dir())
+                                       cache_dir=openclip_cache_dir(), force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
         tok = _open_clip_tokenizer(ident)
     except Exception as e:
         repo = ident[len("hf-hub:"):] if ident.startswith("hf-hub:") else None
         hint = missing_message(spec.name, repo) if repo else "see the README's pretrained models section"
         raise FileNotFoundError(f"could not build open_clip model {ident} ({type(e).__name__}: {e}); {hint}") from e
     pp = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
-    if tag and not Path(tag).is_file():
-        pp.update({k: v for k, v in open_clip.get_pretrained_cfg(ident, tag).items()
-                   if k in ("mean", "std", "interpolation", "resize_mode")})
+    pp.update({k: v for k, v in tag_cfg.items() if k in ("mean", "std", "interpolation", "resize_mode")})
     size = pp.get("size", getattr(model.visual, "image_size", 224))
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     text_body = model.text if hasattr(model, "text") else OpenClipBuiltinText(model)
@@ -418,8 +432,8 @@ def build_open_clip(spec: PairSpec, weights: str, pretrained: bool) -> Pair:
         "text": tok.describe(),
     }
     return Pair(image, OpenClipText(text_body), tok, pre, logit,
-                {"family": "open_clip", "model": ident, "weights": tag or ("none" if not ident.startswith(
-                    ("hf-hub:", "local-dir:")) else "repository")})
+                {"family": "open_clip", "model": spec.ident, "weights": str(weights), "built_from": ident,
+                 "checkpoint": tag if pretrained else None})
 
 
 # ---------------------------------------------------------------- Hugging Face CLIP and SigLIP
@@ -638,5 +652,5 @@ def pair_tokenizer(name: str) -> PairTokenizer:
     if spec is None:
         raise ValueError(f"'{name}' is not a pretrained pair name")
     if spec.family == "open_clip":
-        return _open_clip_tokenizer(spec.ident)
+        return _open_clip_tokenizer(local_open_clip_ident(spec))
     return _hf_pair_tokenizer(spec, resolve_folder(spec.ident, spec.revision, spec.name))
