@@ -50,6 +50,7 @@ def list_text_encoders() -> list[str]:
 PAIR_NAMES = ("open_clip:<architecture>", "open_clip:hf-hub:<org/repo>", "open_clip:local-dir:<folder>",
               "clip:<org/repo or folder>", "siglip:<org/repo or folder>", "biovil")
 TIMM_PREFIX = "timm:"
+WEIGHT_PROBLEMS = ("weights", "image_encoder.weights", "ImageNet weights", "open_clip weights")  # key: .weights
 
 
 def build_image_encoder(name: str, weights: str = "none") -> nn.Module:
@@ -84,7 +85,7 @@ def image_encoder_problem(name: object, weights: object) -> str | None:
     if weights == "imagenet":
         enum = IMAGENET_WEIGHTS.get(name)
         if enum is None:
-            return f"{name} has no ImageNet weights (image_encoder.weights: none or a state dict file)"
+            return f"weights 'imagenet': {name} has none (image_encoder.weights: none or a state dict file)"
         cached = _torch_hub_weights_file(enum())
         if offline() and not cached.is_file():
             return (f"ImageNet weights for {name} are not in the torch hub cache {cached}: download {enum().url} to "
@@ -130,7 +131,7 @@ def experiment_problems(exp: dict) -> list[str]:
             return problems
     problem = image_encoder_problem(iname, weights)
     if problem:
-        key = "weights" if "weights" in problem.split(":")[0] else "name"
+        key = "weights" if problem.startswith(WEIGHT_PROBLEMS) else "name"
         problems.append(f"{where}.image_encoder.{key}: {problem}")
     if not is_pair(tname):
         problem = text_encoder_problem(tname)
@@ -322,7 +323,7 @@ def timm_problem(name: str, weights: object) -> str | None:
     cfg = get_pretrained_cfg(name)
     repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     if not repo:
-        return f"timm model {name} has no pretrained weights on the Hugging Face hub"
+        return f"weights 'imagenet': timm model {name} has no pretrained weights on the Hugging Face hub"
     return hf_available(repo, None, "config.json", f"timm:{name}")
 
 

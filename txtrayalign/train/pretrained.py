@@ -215,7 +215,9 @@ def open_clip_problem(spec: PairSpec, weights: str) -> str | None:
                     f"run `hf download {repo} open_clip_model.safetensors` (HF_HOME / HF_HUB_CACHE point at the "
                     f"cache; OPENCLIP_CACHE_DIR at another folder) [offline: HF_HUB_OFFLINE is set]")
         problem = hub_problem(repo)
-        return None if problem is None else f"{problem}: open_clip weights {ident}/{weights} cannot be fetched"
+        return None if problem is None else (
+            f"open_clip weights {ident}/{weights} cannot be fetched ({problem}): on a machine with internet run "
+            f"`hf download {repo} open_clip_model.safetensors` and copy the cache (HF_HOME / HF_HUB_CACHE)")
     target = Path(openclip_cache_dir() or "~/.cache/clip").expanduser() / os.path.basename(cfg.get("url", ""))
     if not target.is_file() and offline():
         return (f"open_clip weights {ident}/{weights} are not in {target}: download {cfg.get('url')} there "
