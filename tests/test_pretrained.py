@@ -375,6 +375,10 @@ def test_models_in_the_hub_cache_pass_the_dry_run_and_load_offline(biovil_dir, o
     assert model.preprocessing["revision"] == "v1.1" and "0123456789abcdef" in model.preprocessing["folder"]
     assert torch.equal(model.text_encoder.body.embeddings.word_embeddings.weight,
                        biovil_dir[1].bert.embeddings.word_embeddings.weight)
+    cfg = pair_experiment("open_clip:hf-hub:org/tiny-openclip")
+    model = build_model(cfg, get_tokenizer(cfg["text_encoder"], tmp_path / "oc"))
+    assert torch.equal(model.image_encoder.visual.conv1.weight, open_clip_dir[1].visual.conv1.weight)
+    assert model.preprocessing["built_from"].startswith("local-dir:") and model.preprocessing["image"]["size"] == 32
 
 
 @pytest.mark.workflow
@@ -395,7 +399,3 @@ def test_dry_run_stops_on_encoder_typos_naming_the_keys(tmp_path):
     assert "experiments.typo.image_encoder.name" in text and "did you mean resnet18" in text
     assert "experiments.typo.text_encoder.name" in text and "did you mean small_bert" in text
     assert "Job stats" not in text
-    cfg = pair_experiment("open_clip:hf-hub:org/tiny-openclip")
-    model = build_model(cfg, get_tokenizer(cfg["text_encoder"], tmp_path / "oc"))
-    assert torch.equal(model.image_encoder.visual.conv1.weight, open_clip_dir[1].visual.conv1.weight)
-    assert model.preprocessing["built_from"].startswith("local-dir:") and model.preprocessing["image"]["size"] == 32
