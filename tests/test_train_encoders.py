@@ -71,7 +71,7 @@ def test_local_hugging_face_model_loads_like_a_hub_one(tiny_hf_folder, tmp_path)
 
 def test_unavailable_hugging_face_model_says_what_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(OSError, match="huggingface-cli download .*set text_encoder.name to the local folder"):
+    with pytest.raises(OSError, match="hf download .*set text_encoder.name to the local folder.*HF_HUB_CACHE"):
         build_text_encoder("no-such-org/no-such-model-xyz", "cls", None, 64)
     cfg = tiny_experiment()
     cfg["text_encoder"]["name"] = str(tmp_path / "missing_folder")

@@ -16,6 +16,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from txtrayalign.train.pretrained import (
+    LAYER_PATHS,
+    find_layers,
+    hf_available,
+    is_pair,
+    offline,
+    pair_problem,
+    parse_pair,
+)
+
 log = logging.getLogger(__name__)
 
 IMAGE_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
@@ -37,10 +47,97 @@ def list_text_encoders() -> list[str]:
     return ["small_bert", "<Hugging Face hub name or local folder>"]
 
 
+PAIR_NAMES = ("open_clip:<architecture>", "open_clip:hf-hub:<org/repo>", "open_clip:local-dir:<folder>",
+              "clip:<org/repo or folder>", "siglip:<org/repo or folder>", "biovil")
+TIMM_PREFIX = "timm:"
+WEIGHT_PROBLEMS = ("weights", "image_encoder.weights", "ImageNet weights", "open_clip weights")  # key: .weights
+
+
 def build_image_encoder(name: str, weights: str = "none") -> nn.Module:
+    if name.startswith(TIMM_PREFIX):
+        return timm_encoder(name[len(TIMM_PREFIX):], weights)
     if name not in IMAGE_ENCODERS:
         raise ValueError(f"unknown image encoder '{name}'; available: {list_image_encoders()}")
     return IMAGE_ENCODERS[name](weights=weights)
+
+
+def _near(name: str, known: list[str]) -> str:
+    from difflib import get_close_matches
+
+    near = get_close_matches(name, known, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(near)}?)" if near else ""
+
+
+def image_encoder_problem(name: object, weights: object) -> str | None:
+    """Why image encoder `name` with `weights` cannot be built (checked without building it), or None."""
+    if not isinstance(name, str):
+        return f"must be a string, got {name!r}"
+    spec = parse_pair(name)
+    if spec is not None:
+        return pair_problem(spec, weights)
+    if name.startswith(TIMM_PREFIX):
+        return timm_problem(name[len(TIMM_PREFIX):], weights)
+    if name not in IMAGE_ENCODERS:
+        return (f"'{name}' is not a known image encoder{_near(name, list_image_encoders())}; known: "
+                f"{', '.join(list_image_encoders())}, timm:<name>, or a pretrained pair: {', '.join(PAIR_NAMES)}")
+    if weights in ("none", None):
+        return None
+    if weights == "imagenet":
+        enum = IMAGENET_WEIGHTS.get(name)
+        if enum is None:
+            return f"weights 'imagenet': {name} has none (image_encoder.weights: none or a state dict file)"
+        cached = _torch_hub_weights_file(enum())
+        if offline() and not cached.is_file():
+            return (f"ImageNet weights for {name} are not in the torch hub cache {cached}: download {enum().url} to "
+                    "that path (TORCH_HOME sets the cache) [offline: HF_HUB_OFFLINE is set]")
+        return None
+    if not Path(str(weights)).expanduser().is_file():
+        return f"image_encoder.weights {weights!r} is not 'none', 'imagenet' or an existing state dict file"
+    return None
+
+
+def text_encoder_problem(name: object) -> str | None:
+    """Why text encoder `name` cannot be loaded (checked without loading it: local folder, cache, hub), or None."""
+    if not isinstance(name, str) or not name:
+        return f"must be a non-empty string, got {name!r}"
+    if name == "small_bert":
+        return None
+    spec = parse_pair(name)
+    if spec is not None:
+        return None  # checked with the image encoder's name, which must be the same
+    problem = hf_available(name, None, "config.json", name)
+    if problem is None:
+        return None
+    near = _near(name, ["small_bert"])
+    return f"'{name}' is not small_bert{near}, and {problem}" if near else problem
+
+
+def experiment_problems(exp: dict) -> list[str]:
+    """Everything wrong with one resolved experiment's encoder settings that shows without data.
+
+    Unknown names, pair names that differ between the two towers, weights files that do not exist,
+    Hugging Face names that are neither a local folder nor in the local cache when offline (online:
+    not on the hub, one request without retries). Each message names the key `experiments.<name>.…`.
+    """
+    where = f"experiments.{exp.get('name') or '<name>'}"
+    image, text = dict(exp.get("image_encoder") or {}), dict(exp.get("text_encoder") or {})
+    iname, tname, weights = image.get("name"), text.get("name"), image.get("weights", "none")
+    problems = []
+    if is_pair(iname) or is_pair(tname):
+        if iname != tname:
+            problems.append(
+                f"{where}.text_encoder.name: a pretrained pair is named on both encoders alike; got "
+                f"image_encoder.name {iname!r} and text_encoder.name {tname!r}")
+            return problems
+    problem = image_encoder_problem(iname, weights)
+    if problem:
+        key = "weights" if problem.startswith(WEIGHT_PROBLEMS) else "name"
+        problems.append(f"{where}.image_encoder.{key}: {problem}")
+    if not is_pair(tname):
+        problem = text_encoder_problem(tname)
+        if problem:
+            problems.append(f"{where}.text_encoder.name: {problem}")
+    return problems
 
 
 # ---------------------------------------------------------------- image encoders
@@ -100,11 +197,6 @@ def _torch_hub_weights_file(weights_enum) -> Path:
     from torch.hub import get_dir
 
     return Path(get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
-
-
-def offline() -> bool:
-    """HF_HUB_OFFLINE (or TXTRAYALIGN_OFFLINE) set: use only local files and caches, never the network."""
-    return any(os.environ.get(v, "") not in ("", "0", "false", "False") for v in ("HF_HUB_OFFLINE", "TXTRAYALIGN_OFFLINE"))
 
 
 def load_imagenet(model: nn.Module, name: str, weights_enum) -> None:
@@ -183,23 +275,75 @@ def _torchvision_encoder(name: str, weights: str, constructor, weights_enum, hea
 def resnet18(weights: str = "none") -> nn.Module:
     from torchvision import models
 
-    return _torchvision_encoder("resnet18", weights, models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, "fc")
+    return _torchvision_encoder("resnet18", weights, models.resnet18, IMAGENET_WEIGHTS["resnet18"](), "fc")
 
 
 @register_image_encoder("resnet50")
 def resnet50(weights: str = "none") -> nn.Module:
     from torchvision import models
 
-    return _torchvision_encoder("resnet50", weights, models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2, "fc")
+    return _torchvision_encoder("resnet50", weights, models.resnet50, IMAGENET_WEIGHTS["resnet50"](), "fc")
 
 
 @register_image_encoder("efficientnet_b0")
 def efficientnet_b0(weights: str = "none") -> nn.Module:
     from torchvision import models
 
-    return _torchvision_encoder(
-        "efficientnet_b0", weights, models.efficientnet_b0, models.EfficientNet_B0_Weights.IMAGENET1K_V1, "classifier"
-    )
+    return _torchvision_encoder("efficientnet_b0", weights, models.efficientnet_b0, IMAGENET_WEIGHTS["efficientnet_b0"](),
+                                "classifier")
+
+
+def _imagenet(name: str):
+    def get():
+        from torchvision import models
+
+        return {"resnet18": models.ResNet18_Weights.IMAGENET1K_V1, "resnet50": models.ResNet50_Weights.IMAGENET1K_V2,
+                "efficientnet_b0": models.EfficientNet_B0_Weights.IMAGENET1K_V1}[name]
+
+    return get
+
+
+IMAGENET_WEIGHTS = {n: _imagenet(n) for n in ("resnet18", "resnet50", "efficientnet_b0")}
+
+
+# ---------------------------------------------------------------- timm image encoders
+
+
+def timm_problem(name: str, weights: object) -> str | None:
+    import timm
+
+    if not timm.is_model(name):
+        return f"'{name}' is not a timm model{_near(name, timm.list_models())}; `timm.list_models()` lists them"
+    if weights in ("none", None) or (weights != "imagenet" and Path(str(weights)).expanduser().is_file()):
+        return None
+    if weights != "imagenet":
+        return f"image_encoder.weights {weights!r} is not 'none', 'imagenet' or an existing state dict file"
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return f"weights 'imagenet': timm model {name} has no pretrained weights on the Hugging Face hub"
+    return hf_available(repo, None, "config.json", f"timm:{name}")
+
+
+def timm_encoder(name: str, weights: str = "none") -> nn.Module:
+    """A timm backbone without its classifier (num_classes=0); `weights`: none, imagenet (timm's default
+    pretrained tag, read from the Hugging Face cache) or a state dict file."""
+    import timm
+
+    problem = timm_problem(name, weights)
+    if problem:
+        raise FileNotFoundError(f"timm:{name}: {problem}")
+    model = timm.create_model(name, pretrained=weights == "imagenet", num_classes=0)
+    if weights not in ("none", "imagenet", None):
+        load_state_dict_file(model, weights, f"timm:{name}")
+    model.out_features = int(model.num_features)
+    cfg = model.pretrained_cfg or {}
+    model.preprocess = {"mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
+                        "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
+                        "interpolation": cfg.get("interpolation", "bilinear")}
+    return model
 
 
 # ---------------------------------------------------------------- text encoders
@@ -227,15 +371,7 @@ class TextEncoder(nn.Module):
 
     def layers(self) -> list[nn.Module]:
         """The transformer blocks in order (for freezing the first N)."""
-        for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
-            obj = self.model
-            try:
-                for part in path.split("."):
-                    obj = getattr(obj, part)
-                return list(obj)
-            except AttributeError:
-                continue
-        raise ValueError(f"cannot find the transformer layers of {type(self.model).__name__} to freeze")
+        return find_layers(self.model, LAYER_PATHS)
 
     def embeddings(self) -> nn.Module | None:
         return getattr(self.model, "embeddings", None)
@@ -274,6 +410,9 @@ def build_text_encoder(name: str, pooling: str, tokenizer, max_length: int, drop
     if name == "small_bert":
         config = small_bert_config(len(tokenizer), max_length, dropout)
         return TextEncoder(BertModel(config, add_pooling_layer=False), pooling)
+    problem = text_encoder_problem(name) if pretrained else None
+    if problem:
+        raise OSError(hf_hint(name, problem))
     try:
         local = {"local_files_only": True} if offline() else {}
         config = AutoConfig.from_pretrained(name, **local)
@@ -284,8 +423,20 @@ def build_text_encoder(name: str, pooling: str, tokenizer, max_length: int, drop
     return TextEncoder(model, pooling)
 
 
-def hf_hint(name: str, error: Exception) -> str:
+def hf_hint(name: str, error: Exception | str) -> str:
+    why = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return (
-        f"could not load '{name}': run `huggingface-cli download {name} --local-dir models/hf/{Path(name).name}` "
-        f"on a machine with internet and set text_encoder.name to the local folder ({type(error).__name__}: {error})"
+        f"could not load '{name}': run `hf download {name} --local-dir models/hf/{Path(name).name}` "
+        f"on a machine with internet and set text_encoder.name to the local folder, or put it in the Hugging Face "
+        f"cache (HF_HOME / HF_HUB_CACHE) ({why})"
     )
+
+
+def problems_report(problems: list[str]) -> str:
+    """One line per distinct problem (e.g. one per missing model), each with every key it concerns."""
+    by_message: dict[str, list[str]] = {}
+    for p in problems:
+        key, _, message = p.partition(": ")
+        by_message.setdefault(message, []).append(key)
+    lines = [f"- {message} [{', '.join(keys)}]" for message, keys in by_message.items()]
+    return f"{len(by_message)} problem(s) with the experiments' encoders:\n" + "\n".join(lines)

@@ -1,14 +1,28 @@
-"""The two-tower model: encoders, linear projections to `embed_dim`, and a learnable temperature."""
+"""The two-tower model: encoders, linear projections to `embed_dim`, and a learnable temperature.
+
+A pretrained pair (`txtrayalign.train.pretrained`) brings its own towers, projections into its shared
+space, temperature and preprocessing; its `embed_dim` is the pair's, the experiment's is not used.
+The preprocessing a model uses is `model.preprocessing`, written to `<model_dir>/preprocessing.json`
+when the model is built for training and read back when it is loaded for embedding.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from txtrayalign.train.encoders import build_image_encoder, build_text_encoder
+from txtrayalign.train.pretrained import build_pair, is_pair
+from txtrayalign.utils import atomic_path
+
+log = logging.getLogger(__name__)
+PREPROCESSING_FILE = "preprocessing.json"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -18,26 +32,39 @@ LOGIT_SCALE_MAX = 100.0
 class ClipModel(nn.Module):
     """Image and text towers. `forward` returns L2-normalised float32 embeddings of both."""
 
-    def __init__(self, cfg: dict, tokenizer, pretrained: bool = True) -> None:
+    def __init__(self, cfg: dict, tokenizer, pretrained: bool = True, model_dir: str | Path | None = None) -> None:
         super().__init__()
         t = cfg["train"]
-        self.image_size = int(t["image_size"])
         self.max_length = int(cfg["text_encoder"]["max_length"])
         self.channels_last = bool(t["channels_last"])
-        weights = cfg["image_encoder"]["weights"] if pretrained else "none"
-        self.image_encoder = build_image_encoder(cfg["image_encoder"]["name"], weights)
-        self.text_encoder = build_text_encoder(
-            cfg["text_encoder"]["name"], cfg["text_encoder"]["pooling"], tokenizer, self.max_length,
-            cfg["text_encoder"]["dropout"], pretrained=pretrained,
-        )
-        d = int(cfg["embed_dim"])
-        self.image_proj = nn.Linear(self.image_encoder.out_features, d, bias=False)
-        self.text_proj = nn.Linear(self.text_encoder.out_features, d, bias=False)
-        self.logit_scale = nn.Parameter(
-            torch.tensor(math.log(1.0 / t["temperature_init"])), requires_grad=bool(t["learnable_temperature"])
-        )
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        name = cfg["image_encoder"]["name"]
+        log_scale = math.log(1.0 / t["temperature_init"])
+        if is_pair(name):
+            pair = build_pair(name, cfg["image_encoder"]["weights"], pretrained=pretrained)
+            self.image_encoder, self.text_encoder = pair.image_tower, pair.text_tower
+            self.image_proj, self.text_proj = nn.Identity(), nn.Identity()  # the pair's own projections are inside
+            log_scale = min(pair.logit_scale, math.log(LOGIT_SCALE_MAX))
+            pre = pair.preprocessing
+        else:
+            weights = cfg["image_encoder"]["weights"] if pretrained else "none"
+            self.image_encoder = build_image_encoder(name, weights)
+            self.text_encoder = build_text_encoder(
+                cfg["text_encoder"]["name"], cfg["text_encoder"]["pooling"], tokenizer, self.max_length,
+                cfg["text_encoder"]["dropout"], pretrained=pretrained,
+            )
+            d = int(cfg["embed_dim"])
+            self.image_proj = nn.Linear(self.image_encoder.out_features, d, bias=False)
+            self.text_proj = nn.Linear(self.text_encoder.out_features, d, bias=False)
+            pre = single_encoder_preprocessing(cfg, self.image_encoder)
+        model_dir = model_dir if model_dir is not None else getattr(tokenizer, "model_dir", None)
+        self.preprocessing = sync_preprocessing(pre, model_dir, write=pretrained)
+        image = self.preprocessing["image"]
+        self.image_size = int(image["size"])
+        self.interpolation = str(image.get("interpolation", "bilinear"))
+        self.crop_fraction = float(image.get("crop_fraction", 1.0))
+        self.logit_scale = nn.Parameter(torch.tensor(float(log_scale)), requires_grad=bool(t["learnable_temperature"]))
+        self.register_buffer("pixel_mean", torch.tensor(image["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(image["std"]).view(1, 3, 1, 1), persistent=False)
         self.tokenizer = tokenizer  # not a module: used by encode_texts
 
     # ------------------------------------------------------------ towers
@@ -47,10 +74,16 @@ class ClipModel(nn.Module):
             images = images.unsqueeze(1)
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"images must be (N,S,S) or (N,1,S,S) uint8, got shape {tuple(images.shape)}")
+        if self.crop_fraction < 1.0:  # the model's centre crop (e.g. BioViL: 480 of 512)
+            h, w = images.shape[-2:]
+            ch, cw = max(1, round(h * self.crop_fraction)), max(1, round(w * self.crop_fraction))
+            images = images[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
         x = images.to(self.pixel_mean.device, non_blocking=True).float().div_(255.0)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode=self.interpolation, antialias=True,
                               align_corners=False)
+            if self.interpolation == "bicubic":
+                x = x.clamp_(0.0, 1.0)
         x = (x.expand(-1, 3, -1, -1) - self.pixel_mean) / self.pixel_std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -88,6 +121,46 @@ class ClipModel(nn.Module):
         """list of N strings -> (N,D) L2-normalised float."""
         tok = self.tokenize(texts)
         return self.text_features(tok["input_ids"], tok["attention_mask"])
+
+
+def build_model(cfg: dict, tokenizer, pretrained: bool = True, model_dir: str | Path | None = None) -> ClipModel:
+    """The experiment's model: single encoders with new projections, or a pretrained pair with its weights.
+
+    `pretrained=False` builds the architecture only (a checkpoint's weights are loaded next). With
+    `model_dir`, the preprocessing is written there (pretrained=True) or read from there.
+    """
+    return ClipModel(cfg, tokenizer, pretrained=pretrained, model_dir=model_dir)
+
+
+def single_encoder_preprocessing(cfg: dict, image_encoder: nn.Module) -> dict:
+    """Single encoders: ImageNet statistics (or a timm model's own) at `train.image_size`, the text tokenizer."""
+    own = getattr(image_encoder, "preprocess", {})
+    return {
+        "image": {"size": int(cfg["train"]["image_size"]), "mean": list(own.get("mean", IMAGENET_MEAN)),
+                  "std": list(own.get("std", IMAGENET_STD)), "channels": 3, "interpolation": "bilinear",
+                  "crop_fraction": 1.0},
+        "text": {"kind": "hf", "tokenizer": cfg["text_encoder"]["name"], "context_length": int(cfg["text_encoder"]
+                 ["max_length"]), "padding": "longest"},
+    }
+
+
+def sync_preprocessing(pre: dict, model_dir: str | Path | None, write: bool) -> dict:
+    """Write the model's preprocessing to <model_dir>/preprocessing.json (building for training), or read it
+    back (loading for embedding): a loaded model preprocesses as the trained one did."""
+    if model_dir is None:
+        return pre
+    path = Path(model_dir) / PREPROCESSING_FILE
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".json.tmp") as tmp:
+            tmp.write_text(json.dumps(pre, indent=2, sort_keys=True))
+        return pre
+    if not path.is_file():
+        return pre
+    saved = json.loads(path.read_text())
+    if saved.get("image") != pre.get("image"):
+        log.warning("%s differs from what the model's name gives now (%s): using the recorded one", path, pre["image"])
+    return saved
 
 
 def param_groups(model: ClipModel, cfg: dict) -> list[dict]:

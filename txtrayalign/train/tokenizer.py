@@ -74,9 +74,19 @@ def load_pretrained_tokenizer(name: str):
 
 
 def get_tokenizer(text_cfg: dict, out_dir: Path, corpus: Iterable[str] | None = None):
-    """The experiment's tokenizer; a small_bert vocabulary is trained once and kept in <out_dir>/tokenizer/."""
+    """The experiment's tokenizer; a small_bert vocabulary is trained once and kept in <out_dir>/tokenizer/.
+
+    A pretrained pair's tokenizer is its own (`pretrained.PairTokenizer`), tied to `out_dir` where the
+    model's preprocessing.json is written and read.
+    """
     from transformers import PreTrainedTokenizerFast
 
+    from txtrayalign.train.pretrained import is_pair, pair_tokenizer
+
+    if is_pair(text_cfg["name"]):
+        tok = pair_tokenizer(text_cfg["name"])
+        tok.model_dir = Path(out_dir)
+        return tok
     if text_cfg["name"] != "small_bert":
         return load_pretrained_tokenizer(text_cfg["name"])
     folder = Path(out_dir) / "tokenizer"

@@ -58,6 +58,12 @@ for _name, _exp in EXPERIMENTS.items():
         raise ValueError(
             f"config: summary.k = {config['summary']['k']} is not in experiments.{_name}.evaluation.k"
         )
+# Encoder names, weights and models checked without data (pretrained branch: txtrayalign.train.encoders)
+from txtrayalign.train.encoders import experiment_problems, problems_report
+
+_encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({**_exp, "name": _name})]
+if _encoder_problems:
+    raise ValueError("config: " + problems_report(_encoder_problems))
 
 SHARDS = (
     GROUPS
