@@ -323,7 +323,7 @@ def evaluate(
         "model": model_idx,
         "random": random_retrieval(n, m, max_k, stream_seed(seed, "random")),
         "most_frequent": np.broadcast_to(most_frequent(inputs.text_count, max_k), (n, max_k)).copy(),
-        "oracle": oracle_retrieval(inputs.query_labels, inputs.bank_labels, max_k, query_chunk, key_chunk)[0],
+        "oracle": oracle_retrieval(inputs.query_labels, inputs.bank_labels, max_k)[0],
     }
     counts = resample_counts(n, n_boot, stream_seed(seed, "bootstrap")) if n_boot > 0 else None
 
