@@ -119,16 +119,28 @@ def oracle_retrieval(
         for t in range(k):
             score = uncovered @ b_t
             score -= labelled
-            # Each label row offers its lowest untaken sentence; a row with none left is out.
-            offer = np.broadcast_to(first.astype(np.float64), score.shape).copy()
+            # A label row offers its lowest untaken sentence: first[p] for rows not picked yet (first
+            # grows with p, so argmax's first maximum is the lowest offer among them); rows picked
+            # before are compared separately and drop out when all their sentences are taken.
+            cand_p = np.empty((rows.size, t + 1), dtype=np.int64)
+            cand_score = np.empty((rows.size, t + 1), dtype=np.float64)
+            cand_offer = np.empty((rows.size, t + 1), dtype=np.int64)
             for s in range(t):
                 p = chosen[:, s]
                 taken = (chosen[:, :t] == p[:, None]).sum(axis=1)
                 full = taken >= n_members[p]
-                score[rows[full], p[full]] = -np.inf
-                offer[rows[~full], p[~full]] = members[p[~full], taken[~full]]
-            top = score.max(axis=1, keepdims=True)
-            best = np.where(score == top, offer, np.inf).argmin(axis=1)  # ties: the lowest bank index
+                cand_p[:, s] = p
+                cand_score[:, s] = np.where(full, -np.inf, score[rows, p])
+                cand_offer[:, s] = np.where(full, -1, members[p, np.minimum(taken, k - 1)])
+            for s in range(t):
+                score[rows, chosen[:, s]] = -np.inf
+            fresh = score.argmax(axis=1)
+            cand_p[:, t] = fresh
+            cand_score[:, t] = score[rows, fresh]
+            cand_offer[:, t] = first[fresh]
+            # most new hits and fewest labels (the score), then the lowest bank index
+            pick = np.lexsort((cand_offer, -cand_score), axis=1)[:, 0]
+            best = cand_p[rows, pick]
             taken = (chosen[:, :t] == best[:, None]).sum(axis=1)
             chosen[:, t] = best
             index[start + rows, t] = members[best, taken]
