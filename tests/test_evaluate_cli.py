@@ -411,7 +411,8 @@ def _rewrite(path: Path, df: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["query_study_missing", "bank_sentence_missing", "k_too_large", "empty_bank"]
+    "case",
+    ["query_study_missing", "bank_sentence_missing", "k_too_large", "empty_bank", "report_text_missing"],
 )
 def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
     paths, root = embedded
@@ -428,6 +429,12 @@ def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
         paths["sentence_labels"] = tmp_path / "sentences_labels.parquet"
         _rewrite(paths["sentence_labels"], df.iloc[1:])
         expect = ["bank sentence ids", str(paths["sentence_labels"]), "bank.h5"]
+    elif case == "report_text_missing":  # BLEU needs each query study's report
+        df = pd.read_parquet(paths["sections"])
+        paths["sections"] = tmp_path / "sections.parquet"
+        test_studies = df.loc[df["split"] == "test", "study_id"]
+        _rewrite(paths["sections"], df[df["study_id"] != test_studies.max()])
+        expect = ["query study ids", str(paths["sections"]), "queries.h5"]
     elif case == "k_too_large":
         extra = ["--k", "1000"]
         expect = ["k=1000", "bank.h5"]
