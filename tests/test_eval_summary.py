@@ -13,10 +13,12 @@ from txtrayalign.evaluate.summary import BASELINES, COLUMNS, summary_table, to_m
 
 
 def _entry(base: float) -> dict:
-    return {
+    entry = {
         name: {"value": base + i / 100, "ci_low": base + i / 100 - 0.01, "ci_high": base + i / 100 + 0.01}
         for i, name in enumerate(COLUMNS)
     }
+    entry["kept"] = {"value": 9.0, "ci_low": 8.0, "ci_high": 10.0}
+    return entry
 
 
 def _write(path: Path, name: str, model: float, baseline: float, ks=("1", "2")) -> Path:
@@ -37,7 +39,8 @@ def test_shared_baselines_appear_once_and_models_keep_their_order(tmp_path):
     assert table["method"].tolist() == ["model", "model", *BASELINES]
     assert table.loc[0, "precision"] == pytest.approx(0.51)
     md = to_markdown(table, 2)
-    assert "| b_exp | model | 0.500 [0.490, 0.510] | 0.510 [0.500, 0.520]" in md
+    assert "| b_exp | model | 9 / 10 | 0.500 [0.490, 0.510] | 0.510 [0.500, 0.520]" in md
+    assert "BLEU" not in md  # no BLEU in these metrics files: no empty column
 
 
 def test_differing_baselines_are_listed_per_experiment(tmp_path):
@@ -62,3 +65,19 @@ def test_write_summary_files_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(EvaluationInputError, match="not valid JSON"):
         summary_table([tmp_path / "bad.json"], k=2)
+
+
+def test_bleu_column_and_old_metrics_files(tmp_path):
+    a = _write(tmp_path / "a" / "metrics.json", "a", 0.5, 0.1)
+    m = json.loads(a.read_text())
+    for entry in m["methods"].values():
+        entry["k"]["2"]["bleu"] = {"value": 0.25, "ci_low": 0.2, "ci_high": 0.3}
+    a.write_text(json.dumps(m))
+    table = summary_table([a], k=2)
+    assert table["bleu"].tolist() == [0.25] * 4 and table["kept"].tolist() == [9] * 4
+    assert "BLEU@2" in to_markdown(table, 2) and "0.250 [0.200, 0.300]" in to_markdown(table, 2)
+    for entry in m["methods"].values():
+        del entry["k"]["2"]["kept"]
+    a.write_text(json.dumps(m))
+    with pytest.raises(EvaluationInputError, match="'kept' missing for model at k=2.*rerun"):
+        summary_table([a], k=2)

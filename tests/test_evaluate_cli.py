@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 import zlib
 from pathlib import Path
 
@@ -170,6 +172,8 @@ def evaluate_args(paths: dict[str, Path], emb: Path, out_dir: Path, *extra: str)
         str(paths["sentence_labels"]),
         "--sentences",
         str(paths["sentences"]),
+        "--sections",
+        str(paths["sections"]),
         "--images-index",
         str(paths["index"]),
         "--k",
@@ -246,7 +250,11 @@ def test_evaluate_and_summarize_end_to_end(embedded, tmp_path, capsys):
                 "macro_f1_top5",
             ):
                 assert set(m[name]) == {"value", "ci_low", "ci_high"}, (method, k, name)
-        assert entry["k"]["5"]["hits"]["value"] <= metrics["methods"]["oracle"]["k"]["5"]["hits"]["value"]
+        assert entry["k"]["1"]["hits"]["value"] <= metrics["methods"]["oracle"]["k"]["1"]["hits"]["value"]
+        assert (
+            entry["k"]["5"]["flat_hit"]["value"]
+            <= metrics["methods"]["oracle"]["k"]["5"]["flat_hit"]["value"]
+        )
     assert set(metrics["methods"]["model"]["exact_pair"]) == {"recall@1", "recall@5", "recall@10", "mrr"}
     assert metrics["methods"]["model"]["exact_pair"]["recall@10"]["value"] == 1.0  # only 5 reports
     assert "exact_pair" in metrics["methods"]["random"]
@@ -272,6 +280,95 @@ def test_evaluate_and_summarize_end_to_end(embedded, tmp_path, capsys):
     assert "flat-hit@2" in text and "F1@2" in text and " [" in text
     printed = capsys.readouterr().out
     assert str(csv) in printed and str(md) in printed
+
+
+def recompute_from_predictions(pred: pd.DataFrame, study_labels: pd.DataFrame, k: int) -> dict[str, float]:
+    """The original's metrics in plain Python from predictions.parquet rows and the query labels."""
+    labels = study_labels.drop_duplicates("study_id").set_index("study_id")[OBSERVATIONS]
+    flat, kept, prec, rec, dup = [], 0, 0.0, 0.0, 0.0
+    for _, rows in pred.groupby("dicom_id", sort=False):
+        rows = rows.sort_values("rank").head(k)
+        query = labels.loc[rows["study_id"].iloc[0]].to_numpy(dtype=float)
+        retrieved = rows[OBSERVATIONS].to_numpy(dtype=float)
+        hit = {o for o in range(14) for r in retrieved if not np.isnan(query[o]) and r[o] == query[o]}
+        flat.append(1.0 if hit else 0.0)
+        n_query, n_retrieved = int((~np.isnan(query)).sum()), int((~np.isnan(retrieved)).sum())
+        if n_query == 0 or n_retrieved == 0:
+            continue  # skipped: no labels, or only blank sentences retrieved
+        kept += 1
+        prec += len(hit) / n_retrieved
+        rec += len(hit) / n_query
+        dup += k - len({tuple("-" if np.isnan(v) else v for v in r) for r in retrieved})
+    p, r = prec / kept, rec / kept
+    return {
+        "flat_hit": sum(flat) / len(flat),
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "duplicates": dup / kept,
+        "kept": kept,
+    }
+
+
+def test_metrics_and_summary_equal_a_direct_recomputation_from_predictions(embedded, tmp_path):
+    from nltk.translate.bleu_score import sentence_bleu
+
+    paths, root = embedded
+    out = tmp_path / "eval" / "exp1"
+    assert main(evaluate_args(paths, root / "emb", out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["query_labels"] == "report"
+    pred = pd.read_parquet(out / "predictions.parquet")
+    study_labels = pd.read_parquet(paths["report_labels"])
+    reports = pd.read_parquet(paths["sections"]).set_index("study_id")["train_text"]
+    for k in (1, 2, 5):
+        got = metrics["methods"]["model"]["k"][str(k)]
+        expected = recompute_from_predictions(pred, study_labels, k)
+        for name, value in expected.items():
+            assert got[name]["value"] == pytest.approx(value), (k, name)
+        for name in ("precision", "recall", "f1", "flat_hit"):
+            for method in metrics["methods"]:
+                assert 0 <= metrics["methods"][method]["k"][str(k)][name]["value"] <= 1, (method, k, name)
+        bleus = []  # the original BLEU, written out once more from its definition
+        for _, rows in pred.groupby("dicom_id", sort=False):
+            rows = rows.sort_values("rank").head(k)
+            labels = study_labels.set_index("study_id").loc[rows["study_id"].iloc[0], OBSERVATIONS]
+            if labels.isna().all() or rows[OBSERVATIONS].isna().all().all():
+                continue
+            ref = re.sub(
+                "[^0-9a-zA-Z]+", " ", reports.loc[rows["study_id"].iloc[0]].replace("\n", "")
+            ).split()
+            hyp = ". ".join(rows["text"]).split()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bleus.append(sentence_bleu([ref], hyp, weights=(0.5, 0.5)))
+        assert got["bleu"]["value"] == pytest.approx(np.mean(bleus)), k
+    csv, md = tmp_path / "eval" / "summary.csv", tmp_path / "eval" / "summary.md"
+    args = ["summarize", "--metrics", str(out / "metrics.json"), "--k", "2"]
+    assert main([*args, "--out-csv", str(csv), "--out-md", str(md)]) == 0
+    row = pd.read_csv(csv).iloc[0]
+    expected = recompute_from_predictions(pred, study_labels, 2)
+    for name, value in expected.items():
+        assert row[name] == pytest.approx(value, abs=1e-6), name
+    assert f"| exp1 | model | {expected['kept']} / 8 | {expected['flat_hit']:.3f} [" in md.read_text()
+
+
+def test_sentence_max_query_labels(embedded, tmp_path):
+    from txtrayalign.evaluate.evaluation import sentence_max_labels
+
+    paths, root = embedded
+    out = tmp_path / "eval" / "exp1"
+    assert main(evaluate_args(paths, root / "emb", out, "--query-labels", "sentence_max")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["query_labels"] == "sentence_max"
+    pred = pd.read_parquet(out / "predictions.parquet")
+    study_labels = sentence_max_labels(
+        pd.read_parquet(paths["sentence_labels"]), pd.read_parquet(paths["sentences"])
+    )
+    for k in (1, 2, 5):
+        expected = recompute_from_predictions(pred, study_labels, k)
+        for name, value in expected.items():
+            assert metrics["methods"]["model"]["k"][str(k)][name]["value"] == pytest.approx(value), (k, name)
 
 
 def test_identical_inputs_give_identical_outputs(embedded, tmp_path):
@@ -314,7 +411,8 @@ def _rewrite(path: Path, df: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["query_study_missing", "bank_sentence_missing", "k_too_large", "empty_bank"]
+    "case",
+    ["query_study_missing", "bank_sentence_missing", "k_too_large", "empty_bank", "report_text_missing"],
 )
 def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
     paths, root = embedded
@@ -331,6 +429,12 @@ def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
         paths["sentence_labels"] = tmp_path / "sentences_labels.parquet"
         _rewrite(paths["sentence_labels"], df.iloc[1:])
         expect = ["bank sentence ids", str(paths["sentence_labels"]), "bank.h5"]
+    elif case == "report_text_missing":  # BLEU needs each query study's report
+        df = pd.read_parquet(paths["sections"])
+        paths["sections"] = tmp_path / "sections.parquet"
+        test_studies = df.loc[df["split"] == "test", "study_id"]
+        _rewrite(paths["sections"], df[df["study_id"] != test_studies.max()])
+        expect = ["query study ids", str(paths["sections"]), "queries.h5"]
     elif case == "k_too_large":
         extra = ["--k", "1000"]
         expect = ["k=1000", "bank.h5"]

@@ -79,18 +79,17 @@ def test_most_frequent_orders_by_count_then_index():
     np.testing.assert_array_equal(most_frequent(np.array([2, 5, 1, 5, 2]), 4), [1, 3, 0, 4])
 
 
-def test_oracle_equals_brute_force_lexicographic_choice():
+def test_oracle_k1_equals_brute_force_lexicographic_choice():
     rng = np.random.default_rng(5)
     for _ in range(20):
         n, m = int(rng.integers(1, 15)), int(rng.integers(1, 120))
-        k = int(rng.integers(1, min(m, 10) + 1))
         ql = rng.choice([1.0, 0.0, -1.0, np.nan], size=(n, 14))
         bl = rng.choice([1.0, 0.0, -1.0, np.nan], size=(m, 14), p=[0.06, 0.06, 0.03, 0.85])
-        idx, hits = oracle_retrieval(ql, bl, k, key_chunk=7)
+        idx, hits = oracle_retrieval(ql, bl, 1, max_block_elements=7)
         pair_hits = (bl[None] == ql[:, None]).sum(axis=2)
         score = 32 * pair_hits - ((~np.isnan(bl)).sum(axis=1)[None] - pair_hits)
         cols = np.broadcast_to(np.arange(m), score.shape)
-        ref = np.lexsort((cols, -score), axis=1)[:, :k]
+        ref = np.lexsort((cols, -score), axis=1)[:, :1]
         np.testing.assert_array_equal(idx, ref)
         np.testing.assert_array_equal(hits, np.take_along_axis(pair_hits, idx, axis=1))
 

@@ -144,6 +144,20 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         "--sentences", required=True, help="text/sentences.parquet (texts for predictions and gallery)"
     )
     parser.add_argument(
+        "--sections",
+        default=None,
+        help="text/sections.parquet: each query study's report (train_text), the reference of BLEU "
+        "(without it BLEU is not computed)",
+    )
+    parser.add_argument(
+        "--query-labels",
+        choices=["report", "sentence_max"],
+        default="report",
+        help="query study labels: report = --report-labels (CheXpert rule on the whole report); "
+        "sentence_max = per-observation maximum of the study's sentence labels (the original research "
+        "code's aggregation)",
+    )
+    parser.add_argument(
         "--images-index", default=None, help="images/<size>/index.parquet (gallery thumbnails)"
     )
     parser.add_argument(
@@ -205,6 +219,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             sample=args.sample,
             seed=args.seed,
             experiment=args.experiment or Path(args.out_dir).name,
+            query_labels=args.query_labels,
+            sections_path=args.sections,
         )
         result = evaluate(
             inputs, ks, n_boot=args.bootstrap, seed=args.seed, labeller=_labeller(args.report_labeller)

@@ -34,10 +34,14 @@ from .metrics import (
     report_generation_statistic,
 )
 from .retrieval import rank_of_targets, topk_similarity
+from .textmetrics import bleu_arrays, bleu_statistic
 
 log = logging.getLogger(__name__)
 
 METHODS = ("model", "random", "most_frequent", "oracle")
+# How a query study gets its labels: the CheXpert labeller on the whole report (labels/reports.parquet),
+# or, as the original research code did, the per-observation maximum over the study's sentence labels.
+QUERY_LABELS = ("report", "sentence_max")
 # Each random draw gets its own stream, (seed, stream id), so that e.g. the bootstrap resamples are
 # not correlated with the random baseline's draws although both come from the one --seed.
 STREAMS = {"sample": 1, "random": 2, "bootstrap": 3, "random_ranks": 4}
@@ -69,6 +73,8 @@ class EvalInputs:
     text_count: np.ndarray
     paths: dict[str, str] = field(default_factory=dict)
     experiment: str = ""
+    query_labels_from: str = "report"  # one of QUERY_LABELS
+    query_reports: np.ndarray | None = None  # each query's report text (BLEU reference); None: no BLEU
 
 
 def _labels_by_id(
@@ -84,6 +90,33 @@ def _labels_by_id(
     return table.loc[ids, OBSERVATIONS].to_numpy(np.float32)
 
 
+def sentence_max_labels(sentence_labels: pd.DataFrame, sentences: pd.DataFrame) -> pd.DataFrame:
+    """Study labels as the original research code built them: per study and observation, the maximum
+    of the values (1 > 0 > -1) of the study's sentences, blanks ignored (all blank: blank).
+
+    Unlike CheXpert's report rule, a study with one negative and one uncertain sentence gets 0, not -1.
+    The sentences are those of `sentences` (text/sentences.parquet: the training section's sentences);
+    a study without any is absent from the result. Returns a table with `study_id` and the 14 columns.
+    """
+    labels = sentence_labels.drop_duplicates("sentence_id").drop(columns="study_id", errors="ignore")
+    joined = (
+        sentences[["sentence_id", "study_id"]]
+        .drop_duplicates("sentence_id")
+        .merge(labels[["sentence_id", *OBSERVATIONS]], on="sentence_id", how="inner")
+    )
+    return joined.groupby("study_id", sort=True)[list(OBSERVATIONS)].max().reset_index()
+
+
+def _query_label_rows(table: pd.DataFrame, study_id: np.ndarray) -> np.ndarray:
+    """(N, 14) labels of each query study from a study table; studies absent from it are all blank."""
+    return (
+        table.drop_duplicates("study_id")
+        .set_index("study_id")
+        .reindex(study_id)[list(OBSERVATIONS)]
+        .to_numpy(np.float32)
+    )
+
+
 def load_inputs(
     queries_path: str | Path,
     bank_path: str | Path,
@@ -94,8 +127,18 @@ def load_inputs(
     sample: int | None = None,
     seed: int = 0,
     experiment: str | None = None,
+    query_labels: str = "report",
+    sections_path: str | Path | None = None,
 ) -> EvalInputs:
-    """Read and cross-check the evaluation inputs; `sample` keeps that many queries (seeded)."""
+    """Read and cross-check the evaluation inputs; `sample` keeps that many queries (seeded).
+
+    `query_labels` picks the query studies' labels (`QUERY_LABELS`): "report" reads them from
+    `report_labels_path`, "sentence_max" aggregates `sentence_labels_path` (`sentence_max_labels`;
+    a query study without sentences then has no labels and the metrics skip it). `sections_path`
+    (text/sections.parquet) gives each query's report text (`train_text`) for BLEU; None: no BLEU.
+    """
+    if query_labels not in QUERY_LABELS:
+        raise EvaluationInputError(f"query labels must be one of {list(QUERY_LABELS)}, got {query_labels!r}")
     qs = read_queries(queries_path)
     bank = read_bank(bank_path)
     if qs.embeddings.shape[0] == 0:
@@ -127,11 +170,27 @@ def load_inputs(
 
     report_labels = read_table(report_labels_path, ["study_id", *OBSERVATIONS])
     sentence_labels = read_table(sentence_labels_path, ["sentence_id", *OBSERVATIONS])
-    sentences = read_table(sentences_path, ["sentence_id", "sentence"])
-    study_id = qs.study_id[rows]
-    q_labels = _labels_by_id(
-        report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path)
+    sentences = read_table(
+        sentences_path, ["sentence_id", "sentence", *(["study_id"] if query_labels == "sentence_max" else [])]
     )
+    study_id = qs.study_id[rows]
+    if query_labels == "sentence_max":
+        q_labels = _query_label_rows(sentence_max_labels(sentence_labels, sentences), study_id)
+    else:
+        q_labels = _labels_by_id(
+            report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path)
+        )
+    query_reports = None
+    if sections_path is not None:
+        sections = read_table(sections_path, ["study_id", "train_text"])
+        texts = sections.drop_duplicates("study_id").set_index("study_id")["train_text"]
+        missing = pd.Index(study_id).difference(texts.index)
+        if len(missing):
+            raise EvaluationInputError(
+                f"{len(missing)} query study ids of {queries_path} are absent from {sections_path} "
+                f"(first: {list(missing[:5])})"
+            )
+        query_reports = texts.loc[study_id].fillna("").astype(str).to_numpy(dtype=object)
     b_labels = _labels_by_id(
         sentence_labels,
         "sentence_id",
@@ -171,8 +230,11 @@ def load_inputs(
             "report_labels": str(report_labels_path),
             "sentence_labels": str(sentence_labels_path),
             "sentences": str(sentences_path),
+            **({"sections": str(sections_path)} if sections_path is not None else {}),
         },
         experiment=name,
+        query_labels_from=query_labels,
+        query_reports=query_reports,
     )
 
 
@@ -261,7 +323,7 @@ def evaluate(
         "model": model_idx,
         "random": random_retrieval(n, m, max_k, stream_seed(seed, "random")),
         "most_frequent": np.broadcast_to(most_frequent(inputs.text_count, max_k), (n, max_k)).copy(),
-        "oracle": oracle_retrieval(inputs.query_labels, inputs.bank_labels, max_k, query_chunk, key_chunk)[0],
+        "oracle": oracle_retrieval(inputs.query_labels, inputs.bank_labels, max_k)[0],
     }
     counts = resample_counts(n, n_boot, stream_seed(seed, "bootstrap")) if n_boot > 0 else None
 
@@ -283,11 +345,20 @@ def evaluate(
                 predicted = aggregate_sentence_labels(r_labels)
             else:
                 predicted = np.stack([text_labels[t] for t in _joined(inputs.bank_text, idx, k)])
-            groups.append((hit_arrays(inputs.query_labels, r_labels), hit_statistic))
+            hits = hit_arrays(inputs.query_labels, r_labels)
+            groups.append((hits, hit_statistic))
             groups.append(
                 (report_generation_arrays(inputs.query_labels, predicted), report_generation_statistic)
             )
             slots += [(method, str(k))] * 2
+            if inputs.query_reports is not None:
+                groups.append(
+                    (
+                        bleu_arrays(inputs.query_reports, inputs.bank_text[idx[:, :k]], hits["kept"]),
+                        bleu_statistic,
+                    )
+                )
+                slots.append((method, str(k)))
             per_obs[method][str(k)] = f1_by_observation(inputs.query_labels, predicted)
 
     ranks = own_report_ranks(inputs)
@@ -322,6 +393,10 @@ def evaluate(
         "bootstrap": int(n_boot),
         "confidence": 0.95,
         "seed": int(seed),
+        "query_labels": inputs.query_labels_from,
+        "bleu": "original (nltk sentence_bleu, weights 0.5/0.5)"
+        if inputs.query_reports is not None
+        else None,
         "report_labeller": "aggregate_sentence_labels"
         if labeller is None
         else getattr(labeller, "__module__", "labeller") + "." + getattr(labeller, "__name__", "labeller"),

@@ -1,34 +1,32 @@
-"""Retrieval metrics: the earlier work's hit-based metrics, report-generation scores, exact-pair recall.
+"""Retrieval metrics: the original research code's hit-based metrics, report-generation scores, exact pairs.
 
 Label arrays hold the 14 CheXpert observations in `constants.OBSERVATIONS` order with values
-1 (positive), 0 (negative), -1 (uncertain) and NaN (not mentioned).
+1 (positive), 0 (negative), -1 (uncertain) and NaN (blank: not mentioned).
 
-Hit-based metrics (reproducing the earlier research code), for one query with labels q (14,) and its
-k retrieved sentences with labels r_1..r_k (each (14,)):
+Hit-based metrics, exactly as the original research code's `eval()` defines them, for one query with
+labels q (14,) and its k retrieved sentences with labels r_1..r_k (each (14,)):
 
-- a HIT is a (sentence j, observation o) pair with r_j[o] == q[o] and both labelled: the same value,
-  1, 0 or -1. NaN never hits. Hits are counted PER (sentence, observation) PAIR: when two retrieved
-  sentences both match observation o, that is two hits.
-- hits = sum over j and o of HIT(j, o).
+- observation o of the query is HIT when ANY of the k sentences has r_j[o] == q[o], both labelled:
+  the same value, 1, 0 or -1 (a blank never matches). Each observation counts once however many
+  sentences match it, so hits <= labelled values of the query.
+- hits = number of hit observations.
+- precision@k = hits / (labelled values over the k retrieved sentences, every sentence counted,
+  duplicates included); <= 1.
+- recall@k = hits / (labelled values of the query); <= 1.
+- duplicates@k = k minus the number of distinct label rows among the k (NaN equal to NaN).
 - flat-hit@k = 1 if hits > 0 else 0.
-- precision@k = hits / (number of labelled (non-NaN) values over the k retrieved sentences).
-  A query whose retrieved sentences carry no label at all gets precision 0 (it is counted, and
-  counted as a miss: the retrieval told nothing about any observation).
-- recall@k = hits / (number of labelled values of the query). Because hits are counted per pair,
-  recall@k can exceed 1 for k > 1 (one query label matched by several sentences); this is the earlier
-  definition, kept so numbers compare with the published tables (F1@k can then exceed 1 as well; the
-  label oracle does so easily). A query with no labelled value has no recall: it is LEFT OUT of the
-  recall mean (and out of distinct-recall), not counted as 0.
-- hits@k (extra) = the mean number of hits per query.
-- distinct-recall@k (extra, bounded by 1) = observations of the query hit by at least one sentence /
-  labelled values of the query.
-- duplicates@k = number of retrieved label rows identical (NaN equal to NaN) to an earlier retrieved
-  row of the same query, i.e. k minus the number of distinct label rows.
+- A query is SKIPPED when it has no labelled value, or when its k retrieved sentences are all blank.
+  Skipped queries are left out of precision, recall and duplicates; flat-hit divides by ALL queries
+  (a skipped query counts as a miss there). `kept` reports the number of queries kept.
 
-Per-query averaging: flat-hit, precision, recall and duplicates are computed per query and then
-averaged over queries; F1@k = 2PR/(P+R) of the averaged P and R (0 when P+R = 0). Every figure gets
-a 95% percentile bootstrap interval over queries (`bootstrap`); F1's interval comes from the
-resampled P and R, so it is the interval of the statistic as defined, not of per-query F1s.
+Averaging: precision, recall, duplicates and hits are averaged over the kept queries, flat-hit over all
+queries; F1@k = 2PR/(P+R) of the averaged P and R (0 when P+R = 0, undefined when no query is kept).
+Every figure gets a 95% percentile bootstrap interval over queries (`bootstrap`); F1's interval comes
+from each resample's averaged P and R, so it is the interval of the statistic as defined.
+
+Extra (not in the headline table): `pair_hits` = the mean over ALL queries of the number of
+(sentence, observation) pairs that match, the count an earlier version of this module used as hits;
+it grows with k without bound and is no precision or recall.
 
 Report-generation metrics: the k retrieved sentences are concatenated and labelled as one report;
 an observation is positive when its label is 1 (0, -1 and NaN are negative), in the prediction and
@@ -48,15 +46,16 @@ from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
 
 from .bootstrap import point_and_interval
 
-HIT_METRICS = ("flat_hit", "precision", "recall", "f1", "duplicates", "hits", "distinct_recall")
+HEADLINE_METRICS = ("flat_hit", "precision", "recall", "f1", "duplicates")
+HIT_METRICS = (*HEADLINE_METRICS, "kept", "hits", "pair_hits")
 EXACT_PAIR_KS = (1, 5, 10)
 
 
 def hit_matrix(query_labels: np.ndarray, retrieved_labels: np.ndarray) -> np.ndarray:
-    """(N, k, 14) bool: sentence j hits observation o of query i (same labelled value)."""
+    """(N, k, 14) bool: sentence j has the same labelled value as query i for observation o."""
     q = np.asarray(query_labels, dtype=np.float32)
     r = np.asarray(retrieved_labels, dtype=np.float32)
-    return r == q[:, None, :]  # NaN == NaN is False: NaN never hits
+    return r == q[:, None, :]  # NaN == NaN is False: a blank never matches
 
 
 def label_row_codes(labels: np.ndarray) -> np.ndarray:
@@ -68,31 +67,33 @@ def label_row_codes(labels: np.ndarray) -> np.ndarray:
 
 
 def duplicate_counts(retrieved_labels: np.ndarray) -> np.ndarray:
-    """(N,) number of retrieved label rows equal to an earlier retrieved row of the same query."""
+    """(N,) k minus the number of distinct label rows among each query's k retrieved rows."""
     codes = np.sort(label_row_codes(retrieved_labels), axis=1)
     return (codes[:, 1:] == codes[:, :-1]).sum(axis=1).astype(np.float64)
 
 
 def hit_arrays(query_labels: np.ndarray, retrieved_labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-query arrays for the hit-based metrics; `retrieved_labels` is (N, k, 14), already cut to k."""
+    """Per-query arrays for the hit-based metrics; `retrieved_labels` is (N, k, 14), already cut to k.
+
+    Values of skipped queries are 0 and `kept` is 0 for them, so that sums over queries divided by the
+    sum of `kept` are the means over kept queries (and resample the same way in the bootstrap).
+    """
     q = np.asarray(query_labels, dtype=np.float32)
     r = np.asarray(retrieved_labels, dtype=np.float32)
-    hits_pairs = hit_matrix(q, r)
-    hits = hits_pairs.sum(axis=(1, 2)).astype(np.float64)
+    match = hit_matrix(q, r)
+    hits = match.any(axis=1).sum(axis=1).astype(np.float64)  # each query observation once
     labelled_retrieved = (~np.isnan(r)).sum(axis=(1, 2)).astype(np.float64)
     labelled_query = (~np.isnan(q)).sum(axis=1).astype(np.float64)
-    distinct = hits_pairs.any(axis=1).sum(axis=1).astype(np.float64)
-    has_query_labels = labelled_query > 0
-    safe_q = np.where(has_query_labels, labelled_query, 1.0)
+    kept = (labelled_query > 0) & (labelled_retrieved > 0)
     return {
         "n": np.ones(q.shape[0]),
+        "kept": kept.astype(np.float64),
         "flat_hit": (hits > 0).astype(np.float64),
-        "precision": np.where(labelled_retrieved > 0, hits / np.maximum(labelled_retrieved, 1.0), 0.0),
-        "recall": np.where(has_query_labels, hits / safe_q, 0.0),
-        "distinct_recall": np.where(has_query_labels, distinct / safe_q, 0.0),
-        "recall_n": has_query_labels.astype(np.float64),
-        "duplicates": duplicate_counts(r),
-        "hits": hits,
+        "precision": np.where(kept, hits / np.maximum(labelled_retrieved, 1.0), 0.0),
+        "recall": np.where(kept, hits / np.maximum(labelled_query, 1.0), 0.0),
+        "duplicates": np.where(kept, duplicate_counts(r), 0.0),
+        "hits": np.where(kept, hits, 0.0),
+        "pair_hits": match.sum(axis=(1, 2)).astype(np.float64),
     }
 
 
@@ -109,18 +110,19 @@ def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def hit_statistic(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Hit-based metrics from query sums (see module docstring)."""
-    n = sums["n"]
-    p = _div(sums["precision"], n)
-    r = _div(sums["recall"], sums["recall_n"])
+    """Hit-based metrics from query sums (see module docstring); `kept` is a count of queries."""
+    n, kept = sums["n"], sums["kept"]
+    p = _div(sums["precision"], kept)
+    r = _div(sums["recall"], kept)
     return {
         "flat_hit": _div(sums["flat_hit"], n),
         "precision": p,
         "recall": r,
         "f1": _f1(p, r),
-        "duplicates": _div(sums["duplicates"], n),
-        "hits": _div(sums["hits"], n),
-        "distinct_recall": _div(sums["distinct_recall"], sums["recall_n"]),
+        "duplicates": _div(sums["duplicates"], kept),
+        "kept": kept.astype(np.float64),
+        "hits": _div(sums["hits"], kept),
+        "pair_hits": _div(sums["pair_hits"], n),
     }
 
 

@@ -1,7 +1,10 @@
 """The cross-experiment table (the shape of the earlier work's Table 5) from several metrics.json.
 
 One row per experiment (its model) and one row per baseline (random, most frequent, oracle);
-columns flat-hit@k, precision@k, recall@k, F1@k and duplicates, each with its 95% interval. Baselines
+columns flat-hit@k, precision@k, recall@k, F1@k and duplicates (the original research code's
+definitions, `metrics`), each with its 95% interval, the number of queries kept (those with labels and
+at least one labelled retrieved sentence: precision, recall and duplicates average over them) and,
+when the evaluation computed it, the original's BLEU. Baselines
 depend on the query set and the bank, not on the model: when every experiment's baseline values are
 identical they appear once, otherwise once per experiment.
 """
@@ -18,12 +21,14 @@ from txtrayalign.utils import atomic_path
 from . import EvaluationInputError
 
 COLUMNS = ("flat_hit", "precision", "recall", "f1", "duplicates")
+OPTIONAL = ("bleu",)  # shown when present in metrics.json
 TITLES = {
     "flat_hit": "flat-hit@{k}",
     "precision": "precision@{k}",
     "recall": "recall@{k}",
     "f1": "F1@{k}",
     "duplicates": "duplicates@{k}",
+    "bleu": "BLEU@{k}",
 }
 BASELINES = ("random", "most_frequent", "oracle")
 
@@ -39,9 +44,23 @@ def load_metrics(path: str | Path) -> dict:
 
 
 def _row(experiment: str, method: str, k: int, entry: dict, n_queries: int, source: Path) -> dict:
-    row: dict = {"experiment": experiment, "method": method, "k": k, "n_queries": n_queries}
-    for name in COLUMNS:
+    if "kept" not in entry:
+        raise EvaluationInputError(
+            f"{source}: metric 'kept' missing for {method} at k={k} (written by an older version? "
+            "rerun the evaluation)"
+        )
+    row: dict = {
+        "experiment": experiment,
+        "method": method,
+        "k": k,
+        "n_queries": n_queries,
+        "kept": int(entry["kept"]["value"]),
+    }
+    for name in (*COLUMNS, *OPTIONAL):
         if name not in entry:
+            if name in OPTIONAL:
+                row[name] = row[f"{name}_ci_low"] = row[f"{name}_ci_high"] = None
+                continue
             raise EvaluationInputError(f"{source}: metric {name!r} missing for {method} at k={k}")
         row[name] = entry[name]["value"]
         row[f"{name}_ci_low"] = entry[name]["ci_low"]
@@ -85,17 +104,21 @@ def _cell(value, low, high) -> str:
 
 
 def to_markdown(table: pd.DataFrame, k: int) -> str:
-    header = ["experiment", "method", *[TITLES[c].format(k=k) for c in COLUMNS]]
+    columns = [*COLUMNS, *(c for c in OPTIONAL if c in table and table[c].notna().any())]
+    header = ["experiment", "method", "queries kept", *[TITLES[c].format(k=k) for c in columns]]
     lines = [
-        f"Image-to-text retrieval at k={k}: value [95% bootstrap interval]; hits compare CheXpert labels "
-        "(1 / 0 / -1) of the query study and of the retrieved sentences.",
+        f"Image-to-text retrieval at k={k}: value [95% bootstrap interval]. A query observation is hit "
+        "once when any retrieved sentence has its CheXpert value (1 / 0 / -1); precision, recall and "
+        "duplicates average over the queries kept (with labels and a labelled retrieved sentence), "
+        "flat-hit over all queries.",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|",
+        "|" + "|".join(["---"] * 2 + ["---:"] * (1 + len(columns))) + "|",
     ]
     for _, r in table.iterrows():
-        cells = [_cell(r[c], r[f"{c}_ci_low"], r[f"{c}_ci_high"]) for c in COLUMNS]
-        lines.append("| " + " | ".join([str(r["experiment"]), str(r["method"]), *cells]) + " |")
+        cells = [_cell(r[c], r[f"{c}_ci_low"], r[f"{c}_ci_high"]) for c in columns]
+        kept = f"{r['kept']} / {r['n_queries']}"
+        lines.append("| " + " | ".join([str(r["experiment"]), str(r["method"]), kept, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -52,6 +52,7 @@ rule evaluate_experiment:
         report_labels=RESULTS / "labels" / "reports.parquet",
         sentence_labels=RESULTS / "labels" / "sentences.parquet",
         sentences=RESULTS / "text" / "sentences.parquet",
+        sections=RESULTS / "text" / "sections.parquet",
         images=image_dir() / "index.parquet",
     output:
         metrics=RESULTS / "eval" / "{exp}" / "metrics.json",
@@ -84,6 +85,7 @@ rule evaluate_experiment:
         k=lambda w: " ".join(str(k) for k in evaluation(w)["k"]),
         bootstrap=lambda w: evaluation(w)["bootstrap"],
         seed=lambda w: evaluation(w)["seed"],
+        query_labels=lambda w: evaluation(w).get("query_labels", "report"),
         sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
         gallery=lambda w: evaluation(w)["gallery"],
         out_dir=lambda w: RESULTS / "eval" / w.exp,
@@ -99,7 +101,8 @@ rule evaluate_experiment:
     shell:
         "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
-        " --sentences {input.sentences} --images-index {input.images} --k {params.k}"
+        " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
+        " --query-labels {params.query_labels} --k {params.k}"
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
         " --gallery {params.gallery} --out-dir {params.out_dir} --log {log}"
 
