@@ -4,45 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from txtrayalign.chexpert.aggregate import explain, label_texts
+from txtrayalign.chexpert.aggregate import explain
+from txtrayalign.chexpert.batch import label_unique
 from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS
-from txtrayalign.utils import atomic_path, progress, setup_logging, write_parquet_atomic
+from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
 REPORTS_COLUMN = "Reports"
-CHUNK = 2_000  # texts per task sent to a worker process
-
-
-# --------------------------------------------------------------------------- labelling many texts
-def _label_chunk(texts: list[str]) -> np.ndarray:
-    return label_texts(texts)
-
-
-def label_unique(texts: list[str], workers: int = 1, desc: str = "label") -> np.ndarray:
-    """(N, 14) labels of `texts`, each distinct text labelled once, over `workers` processes."""
-    texts = [t if isinstance(t, str) else "" for t in texts]
-    unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    unique = unique.tolist()
-    chunks = [unique[i : i + CHUNK] for i in range(0, len(unique), CHUNK)]
-    log.info("%s: %d texts, %d distinct, %d chunk(s), %d worker(s)", desc, len(texts), len(unique),
-             len(chunks), workers)
-    results: list[np.ndarray] = []
-    if workers > 1 and len(chunks) > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for block in progress(pool.imap(_label_chunk, chunks), desc, total=len(chunks), unit="chunk"):
-                results.append(block)
-    else:
-        for chunk in progress(chunks, desc, total=len(chunks), unit="chunk"):
-            results.append(_label_chunk(chunk))
-    labels = np.concatenate(results) if results else np.empty((0, len(OBSERVATIONS)))
-    return labels[inverse.reshape(-1)] if len(texts) else np.empty((0, len(OBSERVATIONS)))
 
 
 def _require(df: pd.DataFrame, columns: list[str], path: str) -> None:
@@ -98,17 +72,17 @@ def run_label(args: argparse.Namespace) -> int:
             log.warning("%d studies are not in %s; labelling them here (first: %s)", int(missing.sum()),
                         args.official, reports.loc[missing, "study_id"].head(5).tolist())
             merged.loc[missing, OBSERVATIONS] = label_unique(
-                [t for t, m in zip(texts, missing, strict=True) if m], args.workers, "label reports")
+                [t for t, m in zip(texts, missing, strict=True) if m], args.workers, desc="label reports")
         reports = merged
     else:
-        reports[OBSERVATIONS] = label_unique(texts, args.workers, "label reports")
+        reports[OBSERVATIONS] = label_unique(texts, args.workers, desc="label reports")
     empty = sum(1 for t in texts if not t.strip())
     if empty:
         log.info("%d studies have no text to label (all labels blank)", empty)
 
     sentence_labels = sentences[["sentence_id", "study_id"]].reset_index(drop=True).copy()
     sentence_labels[OBSERVATIONS] = label_unique(sentences["sentence"].fillna("").astype(str).tolist(),
-                                                 args.workers, "label sentences")
+                                                 args.workers, desc="label sentences")
     for table in (reports, sentence_labels):
         table[OBSERVATIONS] = table[OBSERVATIONS].astype("float64")
     write_parquet_atomic(reports, args.out_reports)
@@ -149,7 +123,7 @@ def write_labeled_csv(reports: list[str], labels: np.ndarray, path: str | Path) 
 def run_chexpert(args: argparse.Namespace) -> int:
     setup_logging(None, verbose=args.verbose)
     reports = read_reports_csv(args.reports_path)
-    labels = label_unique(reports, args.workers, "label")
+    labels = label_unique(reports, args.workers, desc="label")
     if args.verbose:
         for i, report in enumerate(reports):
             for e in explain(report):
