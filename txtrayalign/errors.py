@@ -1,4 +1,4 @@
-"""Errors that the command line turns into one clear line (see txtrayalign/cli.py)."""
+"""Errors the command line reports as one line (no traceback)."""
 
 
 class InputError(ValueError):
