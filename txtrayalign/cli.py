@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "txtrayalign.chexpert.cli", "configure_chexpert", "run_chexpert",
         "drop-in CheXpert labeller: --reports_path IN.csv --output_path OUT.csv",
     ),
+    "labels-compare": (
+        "txtrayalign.chexpert.cli", "configure_compare", "run_compare",
+        "compare two labellings (CheXpert-format CSVs, or a gold table with --map) per observation",
+    ),
     "split": (
         "txtrayalign.splits", "configure", "run",
         "draw a patient-level training subset (splits/<subset>.parquet)",

@@ -21,7 +21,9 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 
 # Up to six words between a mention and a trigger that follows it ("effusion at the right base
 # has resolved").
-_FILLER = r"[\s,]*(?:[a-z0-9'/.()\-]+[\s,]+){0,6}?"
+# A word that states a finding ("enlarged", "increased") ends the filler: "heart size is mildly enlarged,
+# pulmonary vascularity within normal limits" does not negate the heart size.
+_FILLER = r"[\s,]*(?:(?!enlarg|prominen|widen|increas|dilat)[a-z0-9'/.()\-]+[\s,]+){0,6}?"
 _ADJACENT = r"[\s,]*"
 _FIRST_WORD = re.compile(r"\s*[^\s]+")
 _COMMA_NEW_FINDING = re.compile(
@@ -95,6 +97,11 @@ class Classifier:
         self.pre_neg_unc_after = re.compile(_FILLER + f"(?:{words('pre_negation_uncertainty_after')})")
         self.negation_after = re.compile(_FILLER + f"(?:{words('negation_after')})")
         self.negation_adjacent = re.compile(_ADJACENT + f"(?:{words('negation_after_adjacent')})")
+        self.negation_attribute = re.compile(_ADJACENT + f"(?:{words('negation_after_attribute')})")
+        self.negated_evidence = re.compile(
+            r"(?<![a-z0-9])(?:no|without|not|negative for)[\s\-]+(?:(?!chang)[^\s.;:]+[\s\-]+){0,6}?"
+            f"(?P<evidence>{trie('negated_evidence')})"
+        )
         self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})" + _HEDGE_END)
         self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
         self.alternative_before = re.compile(
@@ -133,6 +140,14 @@ class Classifier:
             starts.append(m.start())
             ends.append(m.end())
             texts.append(m.group())
+        # "no opacity to suggest pneumonia": "to suggest" negates the mention after it.
+        evidence = [(m.start("evidence"), m.end("evidence"), m.group("evidence"))
+                    for m in self.negated_evidence.finditer(sentence)]
+        if evidence:
+            starts, ends, texts = triggers.get("negation", ([], [], []))
+            merged = sorted([*zip(starts, ends, texts, strict=True), *evidence], key=lambda t: (t[1], t[0]))
+            triggers["negation"] = ([a for a, _, _ in merged], [b for _, b, _ in merged],
+                                    [t for _, _, t in merged])
         verb_starts, verb_ends, _ = _spans(self.verbs, sentence)
         return SentenceContext(sentence, [a for a, _ in spans], [b for _, b in spans], triggers,
                                verb_starts, verb_ends)
@@ -185,7 +200,8 @@ class Classifier:
             return Decision(UNCERTAIN, t, "pre_negation_uncertainty")
         t = (self._before("negation", context, scope_start, start)
              or self._after(self.negation_after, sentence, end, scope_end)
-             or self._after(self.negation_adjacent, sentence, end, scope_end))
+             or self._after(self.negation_adjacent, sentence, end, scope_end)
+             or (mention.kind == "attribute" and self._after(self.negation_attribute, sentence, end, scope_end)))
         if t:
             return Decision(NEGATIVE, t, "negation")
         t = (self._before("uncertainty", context, scope_start, start)

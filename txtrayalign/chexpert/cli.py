@@ -1,4 +1,5 @@
-"""Command line: `txtrayalign label` (pipeline stage) and `txtrayalign chexpert` (drop-in labeller)."""
+"""Command line: `txtrayalign label` (pipeline stage), `txtrayalign chexpert` (drop-in labeller) and
+`txtrayalign labels-compare` (two labellings of the same reports)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from txtrayalign.chexpert import compare
 from txtrayalign.chexpert.aggregate import explain
 from txtrayalign.chexpert.batch import label_unique
 from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS
+from txtrayalign.errors import InputError
 from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -131,4 +134,50 @@ def run_chexpert(args: argparse.Namespace) -> int:
                           e.rule, e.trigger)
     write_labeled_csv(reports, labels, args.output_path)
     log.info("labelled %d reports -> %s", len(reports), args.output_path)
+    return 0
+
+
+# --------------------------------------------------------------------------- txtrayalign labels-compare
+def configure_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", help="labels to check: CheXpert-format CSV (e.g. the output of txtrayalign chexpert)")
+    parser.add_argument("b", help="reference labels: CheXpert-format CSV, or another category set with --map")
+    parser.add_argument("--map", action="append", default=None, metavar="OBS=COL[+COL]",
+                        help="B's column(s) for a CheXpert observation (repeatable; several columns are "
+                             "joined by their maximum), or 'negbio' for NegBio's ChestX-ray14 gold; with "
+                             "--map only the mapped observations are compared")
+    parser.add_argument("--key", default=None, help="match rows on this column of both tables "
+                        "[rows in the same order]")
+    parser.add_argument("--observations", default=None, help="comma-separated observations to compare "
+                        "[all 14, or the mapped ones]")
+    parser.add_argument("--disagreements", default=None, help="write the reports whose labels differ "
+                        "(row, key, Reports text, A/B codes per differing observation) to this CSV")
+    parser.add_argument("--out", default=None, help="write the per-observation table (agreement, P/R/F1, "
+                        "4x4 confusion counts) to this CSV")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    setup_logging(None)
+    names = (str(args.a), str(args.b))
+    a_raw, b_raw = compare.read_table(args.a), compare.read_table(args.b)
+    a_raw, b_raw = compare.align(a_raw, b_raw, args.key, names)
+    mapping = compare.parse_mapping(args.map) if args.map else None
+    if args.observations:
+        observations = [o.strip() for o in args.observations.split(",") if o.strip()]
+        unknown = [o for o in observations if o not in OBSERVATIONS]
+        if unknown:
+            raise InputError(f"--observations: {unknown[0]!r} is not one of {OBSERVATIONS}")
+    else:
+        observations = [o for o in OBSERVATIONS if mapping is None or o in mapping]
+    a = compare.codes(a_raw, None, names[0], observations)
+    b = compare.codes(b_raw, mapping, names[1], observations)
+    per, summary = compare.compare(a, b)
+    print(compare.format_report(per, summary, names))
+    if args.out:
+        with atomic_path(args.out, suffix=".csv.tmp") as tmp:
+            per.to_csv(tmp, index=False, float_format="%.4f")
+    if args.disagreements:
+        table = compare.disagreements(a, b, a_raw, b_raw, args.key)
+        with atomic_path(args.disagreements, suffix=".csv.tmp") as tmp:
+            table.to_csv(tmp, index=False)
+        log.info("%d of %d reports differ -> %s", len(table), len(a), args.disagreements)
     return 0
