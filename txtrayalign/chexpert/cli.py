@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 from pathlib import Path
 
@@ -98,8 +99,10 @@ def run_label(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- txtrayalign chexpert
 def configure_chexpert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reports_path", "--reports-path", dest="reports_path", required=True,
-                        help="headerless one-column CSV of reports (multi-line reports quoted), as the "
-                             "CheXpert labeller reads")
+                        help="one-column CSV of reports (multi-line reports quoted), as the CheXpert "
+                             "labeller reads: no header (a first row that is only 'Reports', 'Report', 'Text', "
+                             "'Findings' or 'Impression' is taken as a header and dropped); UTF-8, or UTF-8 / "
+                             "UTF-16 with a byte-order mark")
     parser.add_argument("--output_path", "--output-path", dest="output_path", default="labeled_reports.csv",
                         help="output CSV: Reports then the 14 observations (1.0 / 0.0 / -1.0 / blank) "
                              "[labeled_reports.csv]")
@@ -107,11 +110,49 @@ def configure_chexpert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="labelling processes [1]")
 
 
+# A first row holding only one of these words is a header, not a report (the CheXpert labeller's input
+# has none; a table saved with its column name has one).
+HEADER_WORDS = frozenset({"reports", "report", "text", "texts", "findings", "impression"})
+
+
+def _read_text(path: Path) -> str:
+    """The file's text by the project's one decoding policy (UTF-8, UTF-8 / UTF-16 with a BOM)."""
+    try:
+        from txtrayalign.text.encoding import read_text
+    except ImportError:  # until the text stage's policy module is merged: UTF-8 (BOM allowed) only
+        read_text = None
+    if read_text is not None:
+        return read_text(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    if "\x00" in text:
+        raise InputError(f"{path}: holds NUL characters (UTF-16 without a byte-order mark?)")
+    return text
+
+
 def read_reports_csv(path: str | Path) -> list[str]:
-    """The reports of a CheXpert-labeller input file (headerless, one column)."""
-    table = pd.read_csv(path, header=None, names=[REPORTS_COLUMN], dtype=str, keep_default_na=False,
-                        na_filter=False, usecols=[0])
-    return table[REPORTS_COLUMN].tolist()
+    """The reports of a CheXpert-labeller input file (one column, no header; a first row that is only
+    a column name such as `Reports` is taken as a header, dropped and logged). Bad input is an
+    InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--reports_path {path}: " + ("is a folder, not a CSV file" if path.is_dir()
+                                                       else "no such file"))
+    text = _read_text(path)
+    if not text.strip():
+        return []
+    try:
+        table = pd.read_csv(io.StringIO(text), header=None, names=[REPORTS_COLUMN], dtype=str,
+                            keep_default_na=False, na_filter=False, usecols=[0])
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{path}: not a readable CSV file ({str(exc).strip()})") from exc
+    reports = table[REPORTS_COLUMN].tolist()
+    if reports and reports[0].strip().lower() in HEADER_WORDS:
+        log.warning("%s: first row %r taken as a header, not labelled", path, reports[0])
+        reports = reports[1:]
+    return reports
 
 
 def write_labeled_csv(reports: list[str], labels: np.ndarray, path: str | Path) -> None:
@@ -149,6 +190,8 @@ def configure_compare(parser: argparse.ArgumentParser) -> None:
                         "[rows in the same order]")
     parser.add_argument("--observations", default=None, help="comma-separated observations to compare "
                         "[all 14, or the mapped ones]")
+    parser.add_argument("--binary", action="store_true", help="positive or not: every value but 1 counts as 0 "
+                        "in both tables (for a binary gold table; implied by --map negbio)")
     parser.add_argument("--disagreements", default=None, help="write the reports whose labels differ "
                         "(row, key, Reports text, A/B codes per differing observation) to this CSV")
     parser.add_argument("--out", default=None, help="write the per-observation table (agreement, P/R/F1, "
@@ -170,6 +213,8 @@ def run_compare(args: argparse.Namespace) -> int:
         observations = [o for o in OBSERVATIONS if mapping is None or o in mapping]
     a = compare.codes(a_raw, None, names[0], observations)
     b = compare.codes(b_raw, mapping, names[1], observations)
+    if args.binary or "negbio" in (args.map or []):
+        a, b = a.where(a == "1", "0"), b.where(b == "1", "0")
     per, summary = compare.compare(a, b)
     print(compare.format_report(per, summary, names))
     if args.out:

@@ -73,7 +73,7 @@ def codes(table: pd.DataFrame, mapping: dict[str, tuple[str, ...]] | None, where
         if bad.to_numpy().any():
             row, col = np.argwhere(bad.to_numpy())[0]
             raise InputError(f"{where}: column {columns[col]!r} row {row + 1}: "
-                             f"{table[columns[col]].iloc[row]!r} is not 1, 0, -1 or blank")
+                             f"{str(table[columns[col]].iloc[row])!r} is not 1, 0, -1 or blank")
         joined = values.max(axis=1, skipna=True)
         out[obs] = joined.map(lambda v: "blank" if pd.isna(v) else str(int(v)))
     return pd.DataFrame(out, index=table.index)
