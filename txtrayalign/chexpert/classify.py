@@ -23,7 +23,7 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 # has resolved").
 # A word that states a finding ("enlarged", "increased") ends the filler: "heart size is mildly enlarged,
 # pulmonary vascularity within normal limits" does not negate the heart size.
-_FILLER = r"[\s,]*(?:(?!enlarg|prominen|widen|increas|dilat)[a-z0-9'/.()\-]+[\s,]+){0,6}?"
+_FILLER = r"[\s,]*(?:(?!enlarg|prominen|widen|increas|dilat)[a-z0-9'/.()\-]+[\s,]+){0,10}?"
 _ADJACENT = r"[\s,]*"
 _FIRST_WORD = re.compile(r"\s*[^\s]+")
 _COMMA_NEW_FINDING = re.compile(
@@ -52,6 +52,7 @@ class SentenceContext:
     triggers: dict[str, tuple[list[int], list[int], list[str]]]  # kind -> (starts, ends, texts)
     verb_starts: list[int]
     verb_ends: list[int]
+    hedge: tuple[int, str] | None = None  # (end, text) of a hedge over the rest of the sentence
     qualifiers: dict[str, tuple[list[int], list[int], list[str]]] = field(default_factory=dict)
 
 
@@ -98,6 +99,7 @@ class Classifier:
         self.negation_after = re.compile(_FILLER + f"(?:{words('negation_after')})")
         self.negation_adjacent = re.compile(_ADJACENT + f"(?:{words('negation_after_adjacent')})")
         self.negation_attribute = re.compile(_ADJACENT + f"(?:{words('negation_after_attribute')})")
+        self.rest_of_sentence = re.compile(trie("uncertainty_rest_of_sentence"))
         self.negated_evidence = re.compile(
             r"(?<![a-z0-9])(?:no|without|not|negative for)[\s\-]+(?:(?!chang)[^\s.;:]+[\s\-]+){0,6}?"
             f"(?P<evidence>{trie('negated_evidence')})"
@@ -149,8 +151,9 @@ class Classifier:
             triggers["negation"] = ([a for a, _, _ in merged], [b for _, b, _ in merged],
                                     [t for _, _, t in merged])
         verb_starts, verb_ends, _ = _spans(self.verbs, sentence)
+        rest = self.rest_of_sentence.search(sentence)
         return SentenceContext(sentence, [a for a, _ in spans], [b for _, b in spans], triggers,
-                               verb_starts, verb_ends)
+                               verb_starts, verb_ends, (rest.end(), rest.group()) if rest else None)
 
     def _before(self, kind: str, context: SentenceContext, scope_start: int, start: int) -> str:
         """The last `kind` trigger between scope_start and the mention, when no verb stands between
@@ -204,6 +207,8 @@ class Classifier:
              or (mention.kind == "attribute" and self._after(self.negation_attribute, sentence, end, scope_end)))
         if t:
             return Decision(NEGATIVE, t, "negation")
+        if context.hedge is not None and context.hedge[0] <= start:
+            return Decision(UNCERTAIN, context.hedge[1], "uncertainty")
         t = (self._before("uncertainty", context, scope_start, start)
              or self._after(self.uncertainty_after, sentence, end, scope_end)
              or self._after(self.uncertainty_adjacent, sentence, end, scope_end))
