@@ -32,10 +32,10 @@ GOLD_MICRO_FLOOR, GOLD_MACRO8_FLOOR = 0.868, 0.823
 CHEXBERT_AGREEMENT_FLOOR = {
     "No Finding": 0.915, "Enlarged Cardiomediastinum": 0.933, "Cardiomegaly": 0.891, "Lung Lesion": 0.985,
     "Lung Opacity": 0.807, "Edema": 0.982, "Consolidation": 0.965, "Pneumonia": 0.99, "Atelectasis": 0.992,
-    "Pneumothorax": 0.995, "Pleural Effusion": 0.99, "Pleural Other": 0.987, "Fracture": 0.923,
+    "Pneumothorax": 0.995, "Pleural Effusion": 0.99, "Pleural Other": 0.99, "Fracture": 0.923,
     "Support Devices": 0.964,
 }
-CHEXBERT_CELLS_FLOOR, CHEXBERT_MACRO_F1_FLOOR = 0.953, 0.785
+CHEXBERT_CELLS_FLOOR, CHEXBERT_MACRO_F1_FLOOR = 0.953, 0.79
 
 
 def _need_dev() -> None:
