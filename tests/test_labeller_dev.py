@@ -201,3 +201,22 @@ def test_chexpert_input_header_row_is_dropped(tmp_path):
     assert read_reports_csv(path) == ["No pneumothorax.", "Small effusion."]
     path.write_text('"No pneumothorax."\n"Reports are pending."\n', encoding="utf-8")
     assert read_reports_csv(path) == ["No pneumothorax.", "Reports are pending."]
+
+
+# --------------------------------------------------------------------------- hostile text (issue 12)
+@pytest.mark.parametrize("unit, expected", [
+    ("atelectasis/", {"Atelectasis": -1.0}),  # one endless "word": every mention an alternative
+    ("no effusion, ", {"Pleural Effusion": 0.0}),
+    ("heart and mediastinal contours ", {}),
+    ("no opacity to suggest pneumonia to suggest ", {"Lung Opacity": 0.0, "Pneumonia": 0.0}),
+    ("no" + "x" * 2000 + " effusion ", {"Pleural Effusion": 1.0}),
+])
+def test_pathological_sentences_are_labelled_in_linear_work(unit, expected):
+    """200 KB in one sentence (no full stop): labelled correctly, and fast, since each mention costs a
+    bounded amount of work (a quadratic labeller would take minutes here; nothing is timed)."""
+    from txtrayalign.chexpert import Labeller
+
+    text = (unit * (200_000 // len(unit) + 1))[:200_000]
+    row = Labeller().label_sentences([text])
+    got = {o: float(v) for o, v in zip(OBSERVATIONS, row, strict=True) if not np.isnan(v) and o != "No Finding"}
+    assert got == expected

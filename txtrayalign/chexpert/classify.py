@@ -23,9 +23,11 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 # has resolved").
 # A word that states a finding ("enlarged", "increased") ends the filler: "heart size is mildly enlarged,
 # pulmonary vascularity within normal limits" does not negate the heart size.
-_FILLER = r"[\s,]*(?:(?!enlarg|prominen|widen|increas|dilat)[a-z0-9'/.()\-]+[\s,]+){0,10}?"
+# Words are at most 40 characters here (and in the other word patterns below), so a run of text
+# without spaces costs each mention a bounded look, not a scan to its end: linear time on any text.
+_FILLER = r"[\s,]*(?:(?!enlarg|prominen|widen|increas|dilat)[a-z0-9'/.()\-]{1,40}[\s,]+){0,10}?"
 _ADJACENT = r"[\s,]*"
-_FIRST_WORD = re.compile(r"\s*[^\s]+")
+_FIRST_WORD = re.compile(r"\s{0,40}[^\s]{1,40}")
 _COMMA_NEW_FINDING = re.compile(
     r"(,)\s+(?:a\s+|an\s+)?(?:mild|mildly|moderate|moderately|severe|severely|small|large|trace|minimal|"
     r"tiny|new|persistent|stable|increased|increasing|decreased|improved|improving|unchanged|residual|"
@@ -101,15 +103,15 @@ class Classifier:
         self.negation_attribute = re.compile(_ADJACENT + f"(?:{words('negation_after_attribute')})")
         self.rest_of_sentence = re.compile(trie("uncertainty_rest_of_sentence"))
         self.negated_evidence = re.compile(
-            r"(?<![a-z0-9])(?:no|without|not|negative for)[\s\-]+(?:(?!chang)[^\s.;:]+[\s\-]+){0,6}?"
+            r"(?<![a-z0-9])(?:no|without|not|negative for)[\s\-]+(?:(?!chang)[^\s.;:]{1,40}[\s\-]+){0,6}?"
             f"(?P<evidence>{trie('negated_evidence')})"
         )
         self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})" + _HEDGE_END)
         self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
         self.alternative_before = re.compile(
-            f"(?:{words('alternative_before')})" + r"[\s,]+(?:[a-z0-9\-]+[\s,]+){0,3}$"
+            f"(?:{words('alternative_before')})" + r"[\s,]+(?:[a-z0-9\-]{1,40}[\s,]+){0,3}$"
         )
-        self.alternative_after = re.compile(r"[\s,]*(?:[a-z0-9\-]+[\s,]+){0,1}?" +
+        self.alternative_after = re.compile(r"[\s,]*(?:[a-z0-9\-]{1,40}[\s,]+){0,1}?" +
                                             f"(?:{words('alternative_after')})")
         self.breaker = re.compile(
             f"{trie('scope_breakers')}"
