@@ -89,8 +89,11 @@ class Labeller:
 
     def label_text(self, text: str) -> np.ndarray:
         """(14,) float64 labels of one text: 1, 0, -1, NaN (not mentioned)."""
+        return self.label_sentences(split_sentences(_lower(text)) if text else [])
+
+    def label_sentences(self, sentences: list[str]) -> np.ndarray:
+        """(14,) labels of one text given as its lower-case sentences (linear in their total length)."""
         row = np.full(N_OBS, np.nan)
-        sentences = split_sentences(_lower(text)) if text else []
         if not sentences:
             return row
         per_obs: dict[int, list[float]] = {}
