@@ -16,6 +16,7 @@ from txtrayalign.chexpert.aggregate import explain
 from txtrayalign.chexpert.batch import label_unique
 from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS
 from txtrayalign.errors import InputError
+from txtrayalign.text.encoding import read_text
 from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -115,23 +116,6 @@ def configure_chexpert(parser: argparse.ArgumentParser) -> None:
 HEADER_WORDS = frozenset({"reports", "report", "text", "texts", "findings", "impression"})
 
 
-def _read_text(path: Path) -> str:
-    """The file's text by the project's one decoding policy (UTF-8, UTF-8 / UTF-16 with a BOM)."""
-    try:
-        from txtrayalign.text.encoding import read_text
-    except ImportError:  # until the text stage's policy module is merged: UTF-8 (BOM allowed) only
-        read_text = None
-    if read_text is not None:
-        return read_text(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    if "\x00" in text:
-        raise InputError(f"{path}: holds NUL characters (UTF-16 without a byte-order mark?)")
-    return text
-
-
 def read_reports_csv(path: str | Path) -> list[str]:
     """The reports of a CheXpert-labeller input file (one column, no header; a first row that is only
     a column name such as `Reports` is taken as a header, dropped and logged). Bad input is an
@@ -140,7 +124,7 @@ def read_reports_csv(path: str | Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"--reports_path {path}: " + ("is a folder, not a CSV file" if path.is_dir()
                                                        else "no such file"))
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         return []
     try:
