@@ -99,6 +99,14 @@ def test_dev_set_against_chexbert():
     ("Residuals of prior granulomatous infection.", {}),
     ("An age-indeterminate fracture of a lower thoracic vertebra.", {"Fracture": 1.0}),
     ("No displaced rib fractures.", {"Fracture": 0.0}),
+    # A negated infiltrate says nothing of Lung Opacity; a present one is an opacity.
+    ("The lungs are clear without focal infiltrate.", {}),
+    ("Patchy right basilar infiltrate.", {"Lung Opacity": 1.0}),
+    # "No acute bony abnormality" denies a fracture; "bony abnormality" present says nothing of one.
+    ("No acute bony abnormality.", {"Fracture": 0.0}),
+    ("Degenerative bony abnormality of the spine.", {}),
+    ("Heart size upper normal.", {"Cardiomegaly": 0.0}),
+    ("Normal size and configuration of the cardiac silhouette.", {"Cardiomegaly": 0.0}),
 ])
 def test_real_report_error_classes(text, expected):
     row = label_unique([text])[0]
@@ -187,11 +195,16 @@ def test_compare_on_the_dev_set_matches_the_scoring_tool(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- chexpert input errors
-def test_chexpert_input_missing_or_folder_is_one_named_error(tmp_path):
-    with pytest.raises(InputError, match=r"--reports_path .*nope\.csv: no such file"):
-        main(["chexpert", "--reports_path", str(tmp_path / "nope.csv"), "--output_path", str(tmp_path / "o.csv")])
-    with pytest.raises(InputError, match=r"is a folder"):
-        main(["chexpert", "--reports_path", str(tmp_path), "--output_path", str(tmp_path / "o.csv")])
+def test_chexpert_input_missing_or_folder_is_one_named_error(tmp_path, capsys):
+    """The top-level CLI prints one line naming the file and exits 2; nothing is written."""
+    def error_of(*argv):
+        assert main(["chexpert", *argv, "--output_path", str(tmp_path / "o.csv")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("txtrayalign chexpert: error: ")
+        return err[0]
+
+    assert re.search(r"--reports_path .*nope\.csv: no such file", error_of("--reports_path", str(tmp_path / "nope.csv")))
+    assert re.search(r"is a folder", error_of("--reports_path", str(tmp_path)))
     assert not (tmp_path / "o.csv").exists()
 
 

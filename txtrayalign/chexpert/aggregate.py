@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from txtrayalign.chexpert.classify import NEGATIVE, POSITIVE, UNCERTAIN, Classifier
-from txtrayalign.chexpert.mention import MentionFinder, load_config
+from txtrayalign.chexpert.mention import FILTERED_KINDS, MentionFinder, load_config
 from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.text.sentences import split_sentences
 
@@ -79,7 +79,8 @@ class Labeller:
             context = self.classifier.prepare(sentence)
             for mention in mentions:
                 decision = self.classifier.classify(sentence, mention, context)
-                if decision is not None:
+                if decision is not None and (mention.kind not in FILTERED_KINDS
+                                             or FILTERED_KINDS[mention.kind](decision.label)):
                     out.append((mention.observations, decision.label, mention.kind == "chf"))
         result = tuple(out)
         if len(self._cache) >= self._cache_size:
@@ -134,6 +135,9 @@ class Labeller:
             context = self.classifier.prepare(sentence)
             for mention in self.finder.find(sentence):
                 decision = self.classifier.classify(sentence, mention, context)
+                if decision is not None and mention.kind in FILTERED_KINDS \
+                        and not FILTERED_KINDS[mention.kind](decision.label):
+                    decision = None  # an `affirmed` phrase negated, or a `denied` one not negated
                 for obs in mention.observations:
                     out.append(Explanation(
                         sentence, mention.text, OBSERVATIONS[obs],
