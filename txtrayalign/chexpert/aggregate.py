@@ -1,8 +1,9 @@
 """Aggregation stage and the labeller API: one label per observation per text.
 
-Per observation, over its mentions (the CheXpert labeller's rules): a single decision is the label;
-with several, negative and uncertain together give uncertain (even beside a positive: CheXpert's
-own order of cases), else positive beats the rest. A positive or uncertain heart-failure mention
+Per observation, over its mentions: a single decision is the label; with several, a positive beats
+the rest, else negative and uncertain together give uncertain (CheXpert's rules, except that its code
+lets "negative and uncertain" beat a positive too: "patchy opacity ... no focal airspace disease ...
+possible scarring" would be -1 there; both references of the IU development set say 1, on both halves). A positive or uncertain heart-failure mention
 ("chf", "heart failure") adds an uncertain Cardiomegaly. No Finding is 1 when no observation other
 than Support Devices (and the "other findings" listed under No Finding) is positive or uncertain,
 blank otherwise. An empty text gets no label at all (all blank).
@@ -47,14 +48,14 @@ def _lower(text: str) -> str:
 
 
 def combine(labels: list[float]) -> float:
-    """CheXpert's combination of several decisions about one observation."""
+    """Several decisions about one observation -> one label (positive first, see the module docstring)."""
     if len(labels) == 1:
         return labels[0]
     has_neg, has_unc, has_pos = NEGATIVE in labels, UNCERTAIN in labels, POSITIVE in labels
-    if has_neg and has_unc:
-        return UNCERTAIN
     if has_pos:
         return POSITIVE
+    if has_neg and has_unc:
+        return UNCERTAIN
     return labels[0]
 
 
