@@ -94,7 +94,10 @@ def test_dev_set_against_chexbert():
     ("Borderline cardiomegaly.", {"Cardiomegaly": 1.0}),
     ("Borderline heart size.", {"Cardiomegaly": -1.0}),
     ("The mediastinum is stable.", {"Enlarged Cardiomediastinum": -1.0}),
-    ("Minimal opacity, atelectasis or scarring.", {"Lung Opacity": -1.0, "Atelectasis": -1.0}),
+    # Hedged alternatives stay uncertain, but an opacity that every alternative implies is certain.
+    ("Minimal opacity, atelectasis or scarring.", {"Lung Opacity": 1.0, "Atelectasis": -1.0}),
+    ("Stable left basilar atelectasis versus scarring.", {"Lung Opacity": 1.0, "Atelectasis": -1.0}),
+    ("Small effusion or atelectasis.", {"Pleural Effusion": -1.0, "Atelectasis": -1.0}),
     ("Probable pneumonia.", {"Pneumonia": -1.0}),
     ("Residuals of prior granulomatous infection.", {}),
     ("An age-indeterminate fracture of a lower thoracic vertebra.", {"Fracture": 1.0}),

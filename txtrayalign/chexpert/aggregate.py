@@ -17,8 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from txtrayalign.chexpert.classify import NEGATIVE, POSITIVE, UNCERTAIN, Classifier
-from txtrayalign.chexpert.mention import FILTERED_KINDS, MentionFinder, load_config
+from txtrayalign.chexpert.classify import NEGATIVE, POSITIVE, UNCERTAIN, Classifier, Decision, SentenceContext
+from txtrayalign.chexpert.mention import FILTERED_KINDS, Mention, MentionFinder, load_config
 from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.text.sentences import split_sentences
 
@@ -26,6 +26,7 @@ N_OBS = len(OBSERVATIONS)
 NO_FINDING = OBSERVATIONS.index("No Finding")
 SUPPORT_DEVICES = OBSERVATIONS.index("Support Devices")
 CARDIOMEGALY = OBSERVATIONS.index("Cardiomegaly")
+_VERSUS = frozenset({"versus", "vs", "vs."})  # an uncertainty trigger that offers alternatives
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,20 @@ class Labeller:
         self._cache: dict[str, tuple[tuple[tuple[int, ...], float, bool], ...]] = {}
         self._cache_size = cache_size
 
+    def decide(self, sentence: str, mention: Mention, context: SentenceContext) -> Decision | None:
+        """The classifier's decision on one mention, then the observation-level rules: an `affirmed`
+        phrase negated or a `denied` one not negated says nothing (None), and an observation that
+        every alternative of "X or Y" implies (Lung Opacity: scarring or atelectasis) is positive."""
+        decision = self.classifier.classify(sentence, mention, context)
+        if decision is None:
+            return None
+        if mention.kind in FILTERED_KINDS and not FILTERED_KINDS[mention.kind](decision.label):
+            return None
+        if (decision.rule == "alternative" or decision.trigger in _VERSUS) and all(o in self.finder.certain_among_alternatives
+                                                  for o in mention.observations):
+            return Decision(POSITIVE, decision.trigger, "certain_among_alternatives")
+        return decision
+
     def sentence_decisions(self, sentence: str) -> tuple[tuple[tuple[int, ...], float, bool], ...]:
         """(observation indices, label, is heart failure) per kept mention of one lower-case sentence."""
         hit = self._cache.get(sentence)
@@ -79,9 +94,8 @@ class Labeller:
         if mentions:
             context = self.classifier.prepare(sentence)
             for mention in mentions:
-                decision = self.classifier.classify(sentence, mention, context)
-                if decision is not None and (mention.kind not in FILTERED_KINDS
-                                             or FILTERED_KINDS[mention.kind](decision.label)):
+                decision = self.decide(sentence, mention, context)
+                if decision is not None:
                     out.append((mention.observations, decision.label, mention.kind == "chf"))
         result = tuple(out)
         if len(self._cache) >= self._cache_size:
@@ -135,10 +149,7 @@ class Labeller:
         for sentence in split_sentences(_lower(text or "")):
             context = self.classifier.prepare(sentence)
             for mention in self.finder.find(sentence):
-                decision = self.classifier.classify(sentence, mention, context)
-                if decision is not None and mention.kind in FILTERED_KINDS \
-                        and not FILTERED_KINDS[mention.kind](decision.label):
-                    decision = None  # an `affirmed` phrase negated, or a `denied` one not negated
+                decision = self.decide(sentence, mention, context)
                 for obs in mention.observations:
                     out.append(Explanation(
                         sentence, mention.text, OBSERVATIONS[obs],

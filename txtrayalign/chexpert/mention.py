@@ -234,6 +234,8 @@ class MentionFinder:
         self.mentions = PhraseSet(entries)
         self.unmentions = PhraseSet(unmentions)
         self.has_unmentions = frozenset(o for _, o in unmentions)
+        self.certain_among_alternatives = frozenset(
+            OBSERVATION_INDEX[o] for o in config.get("certain_among_alternatives") or [])
 
     def find(self, sentence: str) -> list[Mention]:
         """Mentions in a lower-case sentence, in order of position."""
