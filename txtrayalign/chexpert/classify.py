@@ -31,7 +31,7 @@ _FIRST_WORD = re.compile(r"\s{0,40}[^\s]{1,40}")
 _COMMA_NEW_FINDING = re.compile(
     r"(,)\s+(?:a\s+|an\s+)?(?:mild|mildly|moderate|moderately|severe|severely|small|large|trace|minimal|"
     r"tiny|new|persistent|stable|increased|increasing|decreased|improved|improving|unchanged|residual|"
-    r"worsening|worsened|slight|subtle|extensive|bilateral|bibasilar|left|right)\b"
+    r"worsening|worsened|slight|subtle|extensive|bilateral|bibasilar|left|right|healed|healing|old|remote|chronic)\b"
 )
 _ALTERNATIVE_REACH = 120
 _OR = re.compile(r"\b(?:or|nor)\b")
