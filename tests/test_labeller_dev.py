@@ -120,6 +120,7 @@ def test_dev_set_against_chexbert():
     # Something located in the mediastinum is a mediastinal abnormality; over the heart only a landmark.
     ("There are surgical clips in the left mediastinum.", {"Enlarged Cardiomediastinum": 1.0}),
     ("No adenopathy in the anterior mediastinum.", {"Enlarged Cardiomediastinum": 0.0}),
+    ("Postsurgical changes of the mediastinum.", {"Enlarged Cardiomediastinum": 1.0}),
     ("Density projecting over the heart.", {}),
     # A comma before an age word starts a new finding: the negation before it stops there.
     ("Densities not seen on the previous exam, healed right 10th rib fracture noted.", {"Fracture": 1.0}),
