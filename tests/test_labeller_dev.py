@@ -87,6 +87,10 @@ def test_dev_set_against_chexbert():
     ("No focal consolidation, suspicious opacity, pneumothorax or definite effusion.",
      {"Consolidation": 0.0, "Lung Opacity": 0.0, "Pneumothorax": 0.0, "Pleural Effusion": 0.0}),
     ("No pleural line to suggest pneumothorax.", {"Pneumothorax": 0.0}),
+    ("There is no pleural line to suggest pneumothorax or costophrenic blunting to suggest large pleural "
+     "effusion.", {"Pneumothorax": 0.0, "Pleural Effusion": 0.0}),
+    ("The heart size and upper mediastinum have a normal appearance.",
+     {"Cardiomegaly": 0.0, "Enlarged Cardiomediastinum": 0.0}),
     ("Heart size and pulmonary vascularity appear within normal limits.", {"Cardiomegaly": 0.0}),
     ("Heart size is mildly enlarged, pulmonary vascularity within normal limits.", {"Cardiomegaly": 1.0}),
     ("The cardiac and mediastinal contours are within normal limits.",

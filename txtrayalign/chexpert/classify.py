@@ -106,6 +106,12 @@ class Classifier:
             r"(?<![a-z0-9])(?:no|without|not|negative for)[\s\-]+(?:(?!chang)[^\s.;:]{1,40}[\s\-]+){0,6}?"
             f"(?P<evidence>{trie('negated_evidence')})"
         )
+        # "no pleural line to suggest pneumothorax or blunting to suggest effusion": the negation goes on
+        # over "or" to the next piece of evidence (at most 80 characters, then six words, to it).
+        self.evidence_chain = re.compile(
+            r"[^.;:]{0,80}?(?<![a-z0-9])or[\s\-]+(?:(?!chang)[^\s.;:]{1,40}[\s\-]+){0,6}?"
+            f"(?P<evidence>{trie('negated_evidence')})"
+        )
         self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})" + _HEDGE_END)
         self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
         self.alternative_before = re.compile(
@@ -145,8 +151,13 @@ class Classifier:
             ends.append(m.end())
             texts.append(m.group())
         # "no opacity to suggest pneumonia": "to suggest" negates the mention after it.
-        evidence = [(m.start("evidence"), m.end("evidence"), m.group("evidence"))
-                    for m in self.negated_evidence.finditer(sentence)]
+        evidence = []
+        for m in self.negated_evidence.finditer(sentence):
+            evidence.append((m.start("evidence"), m.end("evidence"), m.group("evidence")))
+            chained = self.evidence_chain.match(sentence, m.end())
+            while chained:
+                evidence.append((chained.start("evidence"), chained.end("evidence"), chained.group("evidence")))
+                chained = self.evidence_chain.match(sentence, chained.end())
         if evidence:
             starts, ends, texts = triggers.get("negation", ([], [], []))
             merged = sorted([*zip(starts, ends, texts, strict=True), *evidence], key=lambda t: (t[1], t[0]))
