@@ -226,7 +226,8 @@ def test_chexpert_input_missing_or_folder_is_one_named_error(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("txtrayalign chexpert: error: ")
         return err[0]
 
-    assert re.search(r"--reports_path .*nope\.csv: no such file", error_of("--reports_path", str(tmp_path / "nope.csv")))
+    missing = error_of("--reports_path", str(tmp_path / "nope.csv"))
+    assert re.search(r"--reports_path .*nope\.csv: no such file", missing)
     assert re.search(r"is a folder", error_of("--reports_path", str(tmp_path)))
     assert not (tmp_path / "o.csv").exists()
 

@@ -3,10 +3,11 @@
 Per observation, over its mentions: a single decision is the label; with several, a positive beats
 the rest, else negative and uncertain together give uncertain (CheXpert's rules, except that its code
 lets "negative and uncertain" beat a positive too: "patchy opacity ... no focal airspace disease ...
-possible scarring" would be -1 there; both references of the IU development set say 1, on both halves). A positive or uncertain heart-failure mention
-("chf", "heart failure") adds an uncertain Cardiomegaly. No Finding is 1 when no observation other
-than Support Devices (and the "other findings" listed under No Finding) is positive or uncertain,
-blank otherwise. An empty text gets no label at all (all blank).
+possible scarring" would be -1 there; both references of the IU development set say 1, on both
+halves). A positive or uncertain heart-failure mention ("chf", "heart failure") adds an uncertain
+Cardiomegaly. No Finding is 1 when no observation other than Support Devices (and the "other
+findings" listed under No Finding) is positive or uncertain, blank otherwise. An empty text gets no
+label at all (all blank).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class Labeller:
             return None
         if mention.kind in FILTERED_KINDS and not FILTERED_KINDS[mention.kind](decision.label):
             return None
-        if (decision.rule == "alternative" or decision.trigger in _VERSUS) and all(o in self.finder.certain_among_alternatives
-                                                  for o in mention.observations):
+        offers_alternatives = decision.rule == "alternative" or decision.trigger in _VERSUS
+        certain = self.finder.certain_among_alternatives
+        if offers_alternatives and all(o in certain for o in mention.observations):
             return Decision(POSITIVE, decision.trigger, "certain_among_alternatives")
         return decision
 

@@ -154,10 +154,10 @@ class Classifier:
         evidence = []
         for m in self.negated_evidence.finditer(sentence):
             evidence.append((m.start("evidence"), m.end("evidence"), m.group("evidence")))
-            chained = self.evidence_chain.match(sentence, m.end())
-            while chained:
-                evidence.append((chained.start("evidence"), chained.end("evidence"), chained.group("evidence")))
-                chained = self.evidence_chain.match(sentence, chained.end())
+            chain = self.evidence_chain.match(sentence, m.end())
+            while chain:
+                evidence.append((chain.start("evidence"), chain.end("evidence"), chain.group("evidence")))
+                chain = self.evidence_chain.match(sentence, chain.end())
         if evidence:
             starts, ends, texts = triggers.get("negation", ([], [], []))
             merged = sorted([*zip(starts, ends, texts, strict=True), *evidence], key=lambda t: (t[1], t[0]))

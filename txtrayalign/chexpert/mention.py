@@ -213,6 +213,9 @@ class PhraseSet:
         return out
 
 
+_Blocked = dict[int, list[tuple[int, int]]]  # observation -> spans of its unmentions in a sentence
+
+
 class MentionFinder:
     """Finds mentions (and drops those overlapping an unmention) with one regex scan per sentence."""
 
@@ -245,8 +248,8 @@ class MentionFinder:
             blocked = self._add(found, blocked, sentence, obs, kind, start, end)
         return found
 
-    def _add(self, found: list[Mention], blocked: dict[int, list[tuple[int, int]]] | None, sentence: str,
-             obs: tuple[int, ...], kind: str, start: int, end: int) -> dict[int, list[tuple[int, int]]] | None:
+    def _add(self, found: list[Mention], blocked: _Blocked | None, sentence: str,
+             obs: tuple[int, ...], kind: str, start: int, end: int) -> _Blocked | None:
         """Append one mention unless a longer one of the same observations or an unmention covers it."""
         # A shorter phrase inside a longer one of the same observations adds nothing.
         if any(f.observations == obs and f.start <= start and end <= f.end for f in found[-4:]):
