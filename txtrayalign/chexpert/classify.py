@@ -31,7 +31,7 @@ _FIRST_WORD = re.compile(r"\s{0,40}[^\s]{1,40}")
 _COMMA_NEW_FINDING = re.compile(
     r"(,)\s+(?:a\s+|an\s+)?(?:mild|mildly|moderate|moderately|severe|severely|small|large|trace|minimal|"
     r"tiny|new|persistent|stable|increased|increasing|decreased|improved|improving|unchanged|residual|"
-    r"worsening|worsened|slight|subtle|extensive|bilateral|bibasilar|left|right)\b"
+    r"worsening|worsened|slight|subtle|extensive|bilateral|bibasilar|left|right|healed|healing|old|remote|chronic)\b"
 )
 _ALTERNATIVE_REACH = 120
 _OR = re.compile(r"\b(?:or|nor)\b")
@@ -106,6 +106,12 @@ class Classifier:
             r"(?<![a-z0-9])(?:no|without|not|negative for)[\s\-]+(?:(?!chang)[^\s.;:]{1,40}[\s\-]+){0,6}?"
             f"(?P<evidence>{trie('negated_evidence')})"
         )
+        # "no pleural line to suggest pneumothorax or blunting to suggest effusion": the negation goes on
+        # over "or" to the next piece of evidence (at most 80 characters, then six words, to it).
+        self.evidence_chain = re.compile(
+            r"[^.;:]{0,80}?(?<![a-z0-9])or[\s\-]+(?:(?!chang)[^\s.;:]{1,40}[\s\-]+){0,6}?"
+            f"(?P<evidence>{trie('negated_evidence')})"
+        )
         self.uncertainty_after = re.compile(_FILLER + f"(?:{words('uncertainty_after')})" + _HEDGE_END)
         self.uncertainty_adjacent = re.compile(_ADJACENT + f"(?:{words('uncertainty_after_adjacent')})")
         self.alternative_before = re.compile(
@@ -145,8 +151,13 @@ class Classifier:
             ends.append(m.end())
             texts.append(m.group())
         # "no opacity to suggest pneumonia": "to suggest" negates the mention after it.
-        evidence = [(m.start("evidence"), m.end("evidence"), m.group("evidence"))
-                    for m in self.negated_evidence.finditer(sentence)]
+        evidence = []
+        for m in self.negated_evidence.finditer(sentence):
+            evidence.append((m.start("evidence"), m.end("evidence"), m.group("evidence")))
+            chain = self.evidence_chain.match(sentence, m.end())
+            while chain:
+                evidence.append((chain.start("evidence"), chain.end("evidence"), chain.group("evidence")))
+                chain = self.evidence_chain.match(sentence, chain.end())
         if evidence:
             starts, ends, texts = triggers.get("negation", ([], [], []))
             merged = sorted([*zip(starts, ends, texts, strict=True), *evidence], key=lambda t: (t[1], t[0]))
