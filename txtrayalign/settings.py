@@ -99,7 +99,7 @@ def _raise(found: list[str], label: str) -> None:
         raise ConfigError(f"{label}: " + "; ".join(found))
 
 
-def experiment_problems(exp: dict, prefix: str = "") -> list[str]:
+def relation_problems(exp: dict, prefix: str = "") -> list[str]:
     """What the schema cannot say about a resolved experiment (relations between its values)."""
     t, out = exp["train"], []
     where = f"{prefix}." if prefix else ""
@@ -117,7 +117,7 @@ def resolve_experiment(user: dict | None, prefix: str = "", base: dict | None = 
     label = "config" if prefix else "experiment settings"
     _raise(problems(user, experiment_schema(), prefix), label)
     exp = merge(merge(defaults_of(experiment_schema()), base), user)
-    _raise(problems(exp, experiment_schema(), prefix) + experiment_problems(exp, prefix), label)
+    _raise(problems(exp, experiment_schema(), prefix) + relation_problems(exp, prefix), label)
     return exp
 
 
