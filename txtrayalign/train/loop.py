@@ -227,7 +227,11 @@ def discard_superseded(out: Path) -> None:
 
 
 def restore_outputs(out: Path, state: dict) -> None:
-    """A finished run's files that a workflow manager may have removed (best.pt from its hidden link)."""
+    """A finished run's files that a workflow manager may have removed (best.pt from its hidden link).
+
+    They are touched too: a workflow manager reran this job because an input is newer, and would run
+    it again and again if its outputs kept their old modification times.
+    """
     best, kept = out / "best.pt", out / BEST_LINK
     if not best.is_file() and kept.is_file():
         _link(kept, best)
@@ -235,6 +239,9 @@ def restore_outputs(out: Path, state: dict) -> None:
         write_history(state["history"], out / "history.csv")
     if not (out / "curves.png").is_file():
         plot_curves(state["history"], out / "curves.png")
+    for name in ("best.pt", "history.csv", "curves.png"):
+        if (out / name).is_file():
+            os.utime(out / name)
 
 
 def _link(src: Path, dst: Path) -> None:
