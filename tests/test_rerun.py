@@ -228,7 +228,9 @@ def test_labeller_phrase_relabels_and_reevaluates_but_keeps_the_model(pipeline, 
     phrases = checkout / "txtrayalign" / "chexpert" / "phrases" / "observations.yaml"
     text = phrases.read_text()
     assert "  Fracture:\n    mention:\n" in text
-    phrases.write_text(text.replace("  Fracture:\n    mention:\n", "  Fracture:\n    mention:\n      - spine\n"))
+    # words of many impressions and findings become Fracture mentions: report and sentence labels change
+    extra = "".join(f"      - {word}\n" for word in ("acute", "cardiopulmonary", "normal", "heart", "spine"))
+    phrases.write_text(text.replace("  Fracture:\n    mention:\n", "  Fracture:\n    mention:\n" + extra))
     jobs, logs = pipeline.apply(pipeline.cfg)
     # embed reruns too: its rule carries the fingerprint of evaluate/cli.py, whose closure includes the
     # labeller; its embeddings come out identical (checked below), and training does not run at all
@@ -236,6 +238,7 @@ def test_labeller_phrase_relabels_and_reevaluates_but_keeps_the_model(pipeline, 
     assert logs == {}
     after = snapshot(pipeline)
     assert after["labels/reports.parquet"] != before["labels/reports.parquet"]
+    assert after["labels/sentences.parquet"] != before["labels/sentences.parquet"]
     assert_model_untouched(before, after)
     for exp in EXPS:
         assert after[exp]["metrics"] != before[exp]["metrics"], "new labels, new scores"
