@@ -37,6 +37,7 @@ from txtrayalign.train.data import (
     training_corpus,
 )
 from txtrayalign.train.model import ClipModel, apply_freezing, param_groups
+from txtrayalign.train.model import build_model as build_clip_model
 from txtrayalign.train.report import Board, plot_curves, write_history
 from txtrayalign.train.step import forward_backward
 from txtrayalign.train.tokenizer import get_tokenizer
@@ -291,10 +292,11 @@ def open_run(out: Path, cfg: dict, inputs: Inputs, rank: int, world_size: int) -
     return state, code, fingerprint
 
 
-def build_model(cfg: dict, tokenizer, dev: torch.device) -> ClipModel:
-    """The experiment's model (pretrained weights as the settings say), frozen parts frozen, on `dev`."""
+def build_model(cfg: dict, tokenizer, dev: torch.device, out: Path | None = None) -> ClipModel:
+    """The experiment's model (pretrained weights as the settings say), frozen parts frozen, on `dev`;
+    with `out`, its preprocessing is recorded there (models/<exp>/preprocessing.json) for embedding."""
     torch.manual_seed(cfg["train"]["seed"])
-    model = ClipModel(cfg, tokenizer)
+    model = build_clip_model(cfg, tokenizer, pretrained=True, model_dir=out)
     apply_freezing(model, cfg)
     model.to(dev)
     if cfg["train"]["channels_last"]:
@@ -323,7 +325,7 @@ class Run:
         self.out = Path(inputs.out_dir)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         self.identity = identity  # {"code": ..., "inputs": {...}}, stored in every last.pt
-        self.model = build_model(cfg, tokenizer, dev)
+        self.model = build_model(cfg, tokenizer, dev, self.out if rank == 0 else None)
         self.teacher = copy.deepcopy(self.model).requires_grad_(False).eval() if t["distill"]["enabled"] else None
         self.optimizer = build_optimizer(self.model, cfg) if t["epochs"] > 0 else None
         self.dtype = amp_dtype(t["precision"], dev)

@@ -46,7 +46,7 @@ from txtrayalign.train.encoders import experiment_problems, problems_report
 
 _encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({**_exp, "name": _name})]
 if _encoder_problems:
-    raise WorkflowError("config: " + problems_report(_encoder_problems))
+    raise WorkflowError(f"config: {problems_report(_encoder_problems)}")
 
 SHARDS = (
     GROUPS
