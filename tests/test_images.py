@@ -715,10 +715,10 @@ def test_image_commands_end_bad_input_in_one_line(tmp_path, tiny_root, capsys):
         ([*args[:at], str(tmp_path / "none.parquet"), *args[at + 1:]],
          f"txtrayalign images: error: {tmp_path / 'none.parquet'}: No such file or directory"),
         ([*args[:at], str(tmp_path / "broken.parquet"), *args[at + 1:]],
-         f"txtrayalign images: error: {tmp_path / 'broken.parquet'}: not a readable parquet table"),
+         f"txtrayalign images: error: {tmp_path / 'broken.parquet'}: not a readable parquet file"),
         ([*args[:at], str(tmp_path / "cols.parquet"), *args[at + 1:]],
-         f"txtrayalign images: error: {tmp_path / 'cols.parquet'}: missing column(s) ['path', 'group']; the "
-         "images stage needs ['dicom_id', 'path', 'group'] (have ['dicom_id'])"),
+         f"txtrayalign images: error: {tmp_path / 'cols.parquet'}: not a index_images table, missing column(s) "
+         "['path', 'group'] (has ['dicom_id'])"),
         ([*args, "--part", "3", "--parts", "2"], "txtrayalign images: error: --part/--parts: need 1 <= part"),
         (["merge-images", "--shards", str(tmp_path / "fake.h5"), "--out-index", str(tmp_path / "i.parquet"),
           "--out-skipped", str(tmp_path / "s.parquet")],

@@ -289,7 +289,7 @@ def test_sections_cli_bad_input_is_one_line(tmp_path, capsys):
         (["--studies", str(tmp_path / "none.parquet"), "--root", str(tmp_path)],
          f"{tmp_path / 'none.parquet'}: No such file or directory"),
         (["--studies", str(tmp_path / "bad.parquet"), "--root", str(tmp_path)],
-         f"{tmp_path / 'bad.parquet'}: not a readable parquet table"),
+         f"{tmp_path / 'bad.parquet'}: not a readable parquet file"),
         (["--studies", str(tmp_path / "bad.parquet"), "--root", str(tmp_path / "nowhere")],
          f"--root {tmp_path / 'nowhere'}: not a folder"),
     ]

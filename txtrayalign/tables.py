@@ -7,6 +7,7 @@ what is missing, not a KeyError three functions later.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def read_table(path: str | os.PathLike, kind: str, columns: list[str] | None = N
         raise KeyError(f"unknown table kind {kind!r}; known: {', '.join(COLUMNS)}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (a {kind} table)")
+        raise FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENOENT)} (a {kind} table)", str(path))
     try:
         names = pq.read_schema(path).names
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file

@@ -24,7 +24,7 @@ from txtrayalign.images.shards import (
     shard_name,
     write_shard,
 )
-from txtrayalign.inputs import read_input_table
+from txtrayalign.tables import read_table
 from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def configure_shard(parser: argparse.ArgumentParser) -> None:
 
 def read_image_index(path: str | Path) -> pd.DataFrame:
     """images.parquet, checked for the columns this stage needs."""
-    return read_input_table(path, INDEX_COLUMNS, "the images stage")
+    return read_table(path, "index_images", INDEX_COLUMNS)
 
 
 def run_shard(args: argparse.Namespace) -> int:

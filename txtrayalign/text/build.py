@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from txtrayalign.errors import InputError
-from txtrayalign.inputs import read_input_table
+from txtrayalign.tables import read_table
 from txtrayalign.text.encoding import decode_report
 from txtrayalign.text.sections import SECTION_COLUMNS, extract_sections
 from txtrayalign.text.sentences import split_sentences
@@ -54,7 +54,7 @@ def read_report(path: Path) -> tuple[str, tuple[str, str] | None]:
 
 def load_studies(path: str | Path) -> pd.DataFrame:
     """studies.parquet of the index stage, checked for the columns this stage needs."""
-    studies = read_input_table(path, STUDY_COLUMNS, "the sections stage")
+    studies = read_table(path, "index_studies", STUDY_COLUMNS)
     duplicated = studies["study_id"][studies["study_id"].duplicated()]
     if len(duplicated):
         raise InputError(f"{path}: study_id must be unique; repeated: {duplicated.head(5).tolist()}")
