@@ -9,7 +9,7 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 from rouge_score import rouge_scorer
 
-from txtrayalign.evaluate import text_similarity as ts
+from txtrayalign.evaluate import textmetrics as ts
 
 WEIGHTS = [(1.0,), (0.5, 0.5), (1 / 3,) * 3, (0.25,) * 4]
 HYPS = [
