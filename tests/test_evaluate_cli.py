@@ -85,13 +85,17 @@ def build_fixture(root: Path) -> dict[str, Path]:
         for p, text in enumerate(sentences):
             sent_rows.append((sid, subject_id, study_id, split, "impression", p, text))
             sid += 1
-        sec_rows.append((subject_id, study_id, split, " ".join(sentences), " ".join(sentences)))
+        # the impression: the last two sentences; study 13 (a test study) has none
+        impression = "" if s == 13 else " ".join(sentences[-2:])
+        sec_rows.append((subject_id, study_id, split, " ".join(sentences), " ".join(sentences), impression))
     split_df = pd.DataFrame(rows, columns=["subject_id", "study_id", "dicom_id", "split"])
     sentences = pd.DataFrame(
         sent_rows,
         columns=["sentence_id", "subject_id", "study_id", "split", "section", "position", "sentence"],
     )
-    sections = pd.DataFrame(sec_rows, columns=["subject_id", "study_id", "split", "label_text", "train_text"])
+    sections = pd.DataFrame(
+        sec_rows, columns=["subject_id", "study_id", "split", "label_text", "train_text", "impression"]
+    )
     report_labels = pd.DataFrame(_labels(rng, len(splits), 0.5), columns=OBSERVATIONS)
     report_labels.insert(0, "study_id", 50_000_000 + np.arange(len(splits)))
     report_labels.insert(0, "subject_id", 10_000_000 + np.arange(len(splits)))
