@@ -1,8 +1,42 @@
 # Embeddings, retrieval evaluation per experiment, and the summary across experiments.
 
+import shlex
+
+
+def _wider(w, key):
+    """One of the evaluation's issue-15 blocks (zeroshot, report_retrieval, text_metrics, sensitivity)."""
+    return evaluation(w).get(key, {})
+
+
+def _enabled(w, key):
+    return _wider(w, key).get("enabled", True)
+
+
+def _chexbert_args(w):
+    cb = config["labels"].get("chexbert", {}) or {}
+    args = []
+    if cb.get("checkpoint"):
+        args.append(f"--chexbert-checkpoint {cb['checkpoint']}")
+    if cb.get("tokenizer"):
+        args.append(f"--chexbert-tokenizer {cb['tokenizer']}")
+    if cb.get("device"):
+        args.append(f"--chexbert-device {cb['device']}")
+    args.append(f"--chexbert-batch-size {cb.get('batch_size', 32)}")
+    return " ".join(args)
+
+
+def _official_labels():
+    """The dataset's own label table, when there is one: the official truth rows of the sensitivity table."""
+    if DATASET.get("format") == "table":
+        path = RESULTS / "index" / "labels.csv.gz"
+    else:
+        path = DATA_ROOT / "mimic-cxr-2.0.0-chexpert.csv.gz"
+    return f"--official-labels {path}" if Path(path).is_file() else ""
+
 
 rule embed:
-    """Embed the query images and the sentence bank with the experiment's best model."""
+    """Embed the query images, the sentence bank, the zero-shot prompts and the report bank with the
+    experiment's best model."""
     conda:
         "../../envs/train.yaml"
     input:
@@ -23,6 +57,11 @@ rule embed:
         dtype=lambda w: evaluation(w)["dtype"],
         batch_size=lambda w: evaluation(w)["batch_size"],
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        # in params, so that new prompts or another report section re-embed
+        prompts=lambda w: shlex.quote(json.dumps(_wider(w, "zeroshot").get("prompts") or {}, sort_keys=True)),
+        report_section=lambda w: _wider(w, "report_retrieval").get("section", "impression")
+        if _enabled(w, "report_retrieval")
+        else "none",
         code=CODE["evaluate"],
     threads: 2
     resources:
@@ -39,6 +78,7 @@ rule embed:
         " --split {input.split} --sentences {input.sentences} --sections {input.sections}"
         " --query-split {params.query_split} --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
+        " --prompts {params.prompts} --report-section {params.report_section}"
         " --out-queries {output.queries} --out-bank {output.bank} --log {log}"
 
 
@@ -75,6 +115,12 @@ rule evaluate_experiment:
             category="Evaluation",
             subcategory="{exp}",
         ),
+        zeroshot=report(
+            RESULTS / "eval" / "{exp}" / "zeroshot.png",
+            caption="../report/zeroshot.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
         gallery=report(
             RESULTS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -89,7 +135,29 @@ rule evaluate_experiment:
         sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
         gallery=lambda w: evaluation(w)["gallery"],
         out_dir=lambda w: RESULTS / "eval" / w.exp,
-        code=CODE["evaluate"] + CODE["label"],
+        summary_k=config["summary"]["k"],
+        zeroshot=lambda w: (
+            f"--zeroshot-uncertain {_wider(w, 'zeroshot').get('uncertain', 'exclude')}"
+            f" --zeroshot-blank {_wider(w, 'zeroshot').get('blank', 'negative')}"
+            if _enabled(w, "zeroshot")
+            else "--no-zeroshot"
+        ),
+        report_k=lambda w: " ".join(str(k) for k in _wider(w, "report_retrieval").get("k", [1]))
+        if _enabled(w, "report_retrieval")
+        else "",
+        reference=lambda w: _wider(w, "text_metrics").get("reference_section", "impression")
+        if _enabled(w, "text_metrics")
+        else "none",
+        bertscore=lambda w: f"--bertscore-model {_wider(w, 'text_metrics')['bertscore_model']}"
+        if _wider(w, "text_metrics").get("bertscore_model")
+        else "",
+        sensitivity=lambda w: (
+            _chexbert_args(w) + " " + _official_labels()
+            if _enabled(w, "sensitivity")
+            else "--no-sensitivity"
+        ),
+        report_labels_name="official" if config["labels"].get("source", "labeller") == "official" else "chexpert",
+        code=CODE["evaluate"] + CODE["label"] + code_fingerprint("chexbert"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -104,7 +172,10 @@ rule evaluate_experiment:
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
         " --query-labels {params.query_labels} --k {params.k}"
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
-        " --gallery {params.gallery} --out-dir {params.out_dir} --log {log}"
+        " --gallery {params.gallery} --summary-k {params.summary_k} {params.zeroshot}"
+        " --report-k {params.report_k} --reference-section {params.reference} {params.bertscore}"
+        " --report-labels-name {params.report_labels_name} {params.sensitivity}"
+        " --out-dir {params.out_dir} --log {log}"
 
 
 rule summarize:
