@@ -154,7 +154,8 @@ def corpus_bleu_statistic(sums: dict[str, np.ndarray], max_n: int = MAX_N) -> di
             logp.append(np.log(np.where(m > 0, m, SMOOTHING_EPSILON) / t))
     out = {}
     for n in range(1, max_n + 1):
-        value = bp * np.exp(np.mean(logp[:n], axis=0))
+        with np.errstate(invalid="ignore", over="ignore"):  # a resample without a reference: NaN, left out
+            value = bp * np.exp(np.mean(logp[:n], axis=0))
         out[f"bleu{n}"] = np.where(sums["match_1"] > 0, value, 0.0)  # no unigram match: BLEU 0 (nltk)
     return out
 
