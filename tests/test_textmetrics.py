@@ -137,3 +137,24 @@ def test_markdown_section() -> None:
     assert md[2].endswith("| absent |")
     assert md[3].startswith("| oracle | 1.000 | 1.000 |")
     assert md[-1].startswith("BERTScore absent: no local BERTScore model folder")
+
+
+def test_counts_and_rouge_equal_the_libraries_on_many_random_texts() -> None:
+    """The shared-cache counts equal nltk's modified_precision and rapidfuzz's LCS gives rouge-score's F."""
+    from nltk.translate.bleu_score import modified_precision
+
+    rng = np.random.default_rng(0)
+    vocab = ["no", "pleural", "effusion", "heart", "is", "normal", ".", ",", "left", "Mild", "edema", "1"]
+    texts = [" ".join(rng.choice(vocab, size=rng.integers(0, 15))) for _ in range(120)]
+    hyps, refs = texts[:60], texts[60:]
+    cache = ts.TextCache()
+    arrays = ts.corpus_bleu_arrays(hyps, refs, cache=cache)
+    for q, (h, r) in enumerate(zip(hyps, refs, strict=True)):
+        for n in range(1, 5):
+            p = modified_precision([ts.tokenize(r)], ts.tokenize(h), n)
+            assert (arrays[f"match_{n}"][q], arrays[f"total_{n}"][q]) == (p.numerator, p.denominator) or (
+                p.numerator == 0 and arrays[f"match_{n}"][q] == 0
+            ), (h, r, n)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = [scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs, strict=True)]
+    np.testing.assert_allclose(ts.rouge_l(hyps, refs, cache), expected, rtol=1e-12, atol=1e-12)

@@ -36,7 +36,7 @@ from .metrics import (
 )
 from .report_retrieval import joined_sentences, reference_texts, retrieve_reports, retrieved_texts
 from .retrieval import rank_of_targets, topk_similarity
-from .textmetrics import bleu_arrays, bleu_statistic, text_metrics
+from .textmetrics import TextCache, bleu_arrays, bleu_statistic, text_metrics
 from .zeroshot import zeroshot_evaluation
 
 log = logging.getLogger(__name__)
@@ -524,19 +524,22 @@ def evaluate(
         else:
             methods[method]["k"][k].update(result)
 
+    cache = TextCache()  # tokens and n-grams of each distinct text, shared by every method
     if text_similarity and inputs.reference_texts is not None:
         log.info("text metrics of the top-%d sentences against the %s section", summary_k, inputs.reference_section)
         for method, idx in retrieved.items():
             methods[method]["text_similarity"] = {
                 str(summary_k): _text_metrics(
-                    joined_sentences(inputs.bank_text, idx, summary_k), inputs, counts, bertscore_model
+                    joined_sentences(inputs.bank_text, idx, summary_k), inputs, counts, bertscore_model, cache
                 )
             }
     elif text_similarity:
         log.warning("no reference section given: text similarity metrics skipped")
     if text_similarity and inputs.reference_texts is not None:
         for method, k, texts in report_level["texts"]:
-            methods[method]["report_level"][str(k)].update(_text_metrics(texts, inputs, counts, bertscore_model))
+            methods[method]["report_level"][str(k)].update(
+                _text_metrics(texts, inputs, counts, bertscore_model, cache)
+            )
 
     zeroshot_result = None
     if zeroshot is not None and inputs.prompt_embeddings is not None:
@@ -593,10 +596,10 @@ def evaluate(
     return EvalResult(metrics=metrics, retrieved=retrieved, scores=scores, inputs=inputs)
 
 
-def _text_metrics(hypotheses: list[str], inputs: EvalInputs, counts, bertscore_model) -> dict:
+def _text_metrics(hypotheses: list[str], inputs: EvalInputs, counts, bertscore_model, cache: TextCache) -> dict:
     return text_metrics(
         hypotheses, list(inputs.reference_texts), inputs.reference_valid, counts=counts, n_boot=0,
-        bertscore_model=bertscore_model,
+        bertscore_model=bertscore_model, cache=cache,
     )
 
 
