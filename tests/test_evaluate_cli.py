@@ -830,3 +830,84 @@ def test_summary_shows_the_wider_sections(evaluated, tmp_path):
     for method in ("model", "random", "oracle"):
         expected = metrics["methods"][method]["text_similarity"]["2"]["rouge_l"]["value"]
         assert table.loc[method, "rouge_l"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_rule_options_from_the_config_reach_the_commands(tmp_path):
+    """The options evaluate.smk builds from the config keys parse, and land on the settings they name."""
+    import argparse
+    import shlex
+
+    import yaml
+
+    from txtrayalign.evaluate.cli import configure_embed, configure_evaluate
+    from txtrayalign.evaluate.rule_args import embed_options, evaluate_options
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    evaluation = config["defaults"]["evaluation"]
+
+    def parse(configure, options: str, required: list[str]) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        configure(parser)
+        return parser.parse_args([*required, *shlex.split(options)])
+
+    emb_required = [
+        f"--{a}=x"
+        for a in ("model-dir", "images-index", "split", "sentences", "sections", "out-queries", "out-bank")
+    ]
+    ev_required = [
+        f"--{a}=x" for a in ("queries", "bank", "report-labels", "sentence-labels", "sentences", "out-dir")
+    ]
+    args = parse(configure_embed, embed_options(evaluation), emb_required)
+    assert json.loads(args.prompts) == {} and args.report_section == "impression"
+    args = parse(configure_evaluate, evaluate_options(evaluation, config["labels"], 2), ev_required)
+    assert (args.summary_k, args.report_k, args.reference_section) == (2, [1], "impression")
+    assert not args.no_zeroshot and not args.no_sensitivity and args.chexbert_checkpoint is None
+    assert (args.zeroshot_uncertain, args.zeroshot_blank, args.report_labels_name) == (
+        "exclude",
+        "negative",
+        "chexpert",
+    )
+
+    changed = {
+        **evaluation,
+        "zeroshot": {
+            "enabled": True,
+            "prompts": {"Edema": ["edema's there", "no edema"]},
+            "uncertain": "positive",
+        },
+        "report_retrieval": {"enabled": False},
+        "text_metrics": {
+            "enabled": True,
+            "reference_section": "findings",
+            "bertscore_model": "/m/roberta large",
+        },
+        "sensitivity": {"enabled": False},
+    }
+    labels = {"source": "official", "chexbert": {"checkpoint": "/c/chexbert.pth", "batch_size": 8}}
+    args = parse(configure_embed, embed_options(changed), emb_required)
+    assert (
+        json.loads(args.prompts) == {"Edema": ["edema's there", "no edema"]} and args.report_section == "none"
+    )
+    args = parse(configure_evaluate, evaluate_options(changed, labels, 5), ev_required)
+    assert (
+        args.report_k == []
+        and args.reference_section == "findings"
+        and args.bertscore_model == "/m/roberta large"
+    )
+    assert (
+        args.zeroshot_uncertain == "positive"
+        and args.no_sensitivity
+        and args.report_labels_name == "official"
+    )
+    sens = {**changed, "sensitivity": {"enabled": True}}
+    args = parse(configure_evaluate, evaluate_options(sens, labels, 5), ev_required)
+    assert args.chexbert_checkpoint == "/c/chexbert.pth" and args.chexbert_batch_size == 8
+    root = tmp_path / "mimic"
+    root.mkdir()
+    (root / "mimic-cxr-2.0.0-chexpert.csv.gz").write_bytes(b"")
+    args = parse(configure_evaluate, evaluate_options(sens, labels, 5, {"format": "auto"}, root), ev_required)
+    assert args.official_labels == str(root / "mimic-cxr-2.0.0-chexpert.csv.gz")
+    args = parse(
+        configure_evaluate, evaluate_options(sens, labels, 5, {"format": "table"}, root), ev_required
+    )
+    assert args.official_labels is None

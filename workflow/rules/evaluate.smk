@@ -1,37 +1,6 @@
 # Embeddings, retrieval evaluation per experiment, and the summary across experiments.
 
-import shlex
-
-
-def _wider(w, key):
-    """One of the evaluation's issue-15 blocks (zeroshot, report_retrieval, text_metrics, sensitivity)."""
-    return evaluation(w).get(key, {})
-
-
-def _enabled(w, key):
-    return _wider(w, key).get("enabled", True)
-
-
-def _chexbert_args(w):
-    cb = config["labels"].get("chexbert", {}) or {}
-    args = []
-    if cb.get("checkpoint"):
-        args.append(f"--chexbert-checkpoint {cb['checkpoint']}")
-    if cb.get("tokenizer"):
-        args.append(f"--chexbert-tokenizer {cb['tokenizer']}")
-    if cb.get("device"):
-        args.append(f"--chexbert-device {cb['device']}")
-    args.append(f"--chexbert-batch-size {cb.get('batch_size', 32)}")
-    return " ".join(args)
-
-
-def _official_labels():
-    """The dataset's own label table, when there is one: the official truth rows of the sensitivity table."""
-    if DATASET.get("format") == "table":
-        path = RESULTS / "index" / "labels.csv.gz"
-    else:
-        path = DATA_ROOT / "mimic-cxr-2.0.0-chexpert.csv.gz"
-    return f"--official-labels {path}" if Path(path).is_file() else ""
+from txtrayalign.evaluate.rule_args import embed_options, evaluate_options
 
 
 rule embed:
@@ -58,10 +27,7 @@ rule embed:
         batch_size=lambda w: evaluation(w)["batch_size"],
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
         # in params, so that new prompts or another report section re-embed
-        prompts=lambda w: shlex.quote(json.dumps(_wider(w, "zeroshot").get("prompts") or {}, sort_keys=True)),
-        report_section=lambda w: _wider(w, "report_retrieval").get("section", "impression")
-        if _enabled(w, "report_retrieval")
-        else "none",
+        wider=lambda w: embed_options(evaluation(w)),
         code=CODE["evaluate"],
     threads: 2
     resources:
@@ -78,7 +44,7 @@ rule embed:
         " --split {input.split} --sentences {input.sentences} --sections {input.sections}"
         " --query-split {params.query_split} --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --prompts {params.prompts} --report-section {params.report_section}"
+        " {params.wider}"
         " --out-queries {output.queries} --out-bank {output.bank} --log {log}"
 
 
@@ -135,28 +101,9 @@ rule evaluate_experiment:
         sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
         gallery=lambda w: evaluation(w)["gallery"],
         out_dir=lambda w: RESULTS / "eval" / w.exp,
-        summary_k=config["summary"]["k"],
-        zeroshot=lambda w: (
-            f"--zeroshot-uncertain {_wider(w, 'zeroshot').get('uncertain', 'exclude')}"
-            f" --zeroshot-blank {_wider(w, 'zeroshot').get('blank', 'negative')}"
-            if _enabled(w, "zeroshot")
-            else "--no-zeroshot"
+        wider=lambda w: evaluate_options(
+            evaluation(w), config["labels"], config["summary"]["k"], DATASET, DATA_ROOT
         ),
-        report_k=lambda w: " ".join(str(k) for k in _wider(w, "report_retrieval").get("k", [1]))
-        if _enabled(w, "report_retrieval")
-        else "",
-        reference=lambda w: _wider(w, "text_metrics").get("reference_section", "impression")
-        if _enabled(w, "text_metrics")
-        else "none",
-        bertscore=lambda w: f"--bertscore-model {_wider(w, 'text_metrics')['bertscore_model']}"
-        if _wider(w, "text_metrics").get("bertscore_model")
-        else "",
-        sensitivity=lambda w: (
-            _chexbert_args(w) + " " + _official_labels()
-            if _enabled(w, "sensitivity")
-            else "--no-sensitivity"
-        ),
-        report_labels_name="official" if config["labels"].get("source", "labeller") == "official" else "chexpert",
         code=CODE["evaluate"] + CODE["label"] + code_fingerprint("chexbert"),
     threads: 2
     resources:
@@ -172,9 +119,7 @@ rule evaluate_experiment:
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
         " --query-labels {params.query_labels} --k {params.k}"
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
-        " --gallery {params.gallery} --summary-k {params.summary_k} {params.zeroshot}"
-        " --report-k {params.report_k} --reference-section {params.reference} {params.bertscore}"
-        " --report-labels-name {params.report_labels_name} {params.sensitivity}"
+        " --gallery {params.gallery} {params.wider}"
         " --out-dir {params.out_dir} --log {log}"
 
 
