@@ -158,3 +158,15 @@ def test_counts_and_rouge_equal_the_libraries_on_many_random_texts() -> None:
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     expected = [scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs, strict=True)]
     np.testing.assert_allclose(ts.rouge_l(hyps, refs, cache), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_tokenize_is_wordpunct_without_punctuation_tokens() -> None:
+    import regex  # the engine nltk's wordpunct uses: "word character" means the same on both sides
+    from nltk.tokenize import wordpunct_tokenize
+
+    rng = np.random.default_rng(1)
+    alphabet = list("abcXYZ019 .,;:-/()'\"\n\t") + ["é", "ß", "µ", "²", "_", "–"]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet, size=rng.integers(0, 40)))
+        expected = [t for t in wordpunct_tokenize(text.lower()) if regex.search(r"\w", t)]
+        assert ts.tokenize(text) == expected, text
