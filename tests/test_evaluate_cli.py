@@ -911,3 +911,24 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
         configure_evaluate, evaluate_options(sens, labels, 5, {"format": "table"}, root), ev_required
     )
     assert args.official_labels is None
+
+
+def test_label_stage_chexbert_labels_become_the_chexbert_rows(embedded, tmp_path):
+    """With the label stage's labels from CheXbert, the evaluation's own figure is the chexbert row."""
+    paths, root = embedded
+    out = tmp_path / "eval" / "exp1"
+    extra = ["--report-labels-name", "chexbert", "--sentence-labels-name", "chexbert"]
+    assert main(evaluate_args(paths, root / "emb", out, *extra)) == 0  # --report-labeller sentence-labels
+    metrics = json.loads((out / "metrics.json").read_text())
+    own = metrics["methods"]["model"]["k"]["2"]
+    for averaging, name in (("micro", "micro_f1_all"), ("macro", "macro_f1_all")):
+        row = _sensitivity_row(metrics, "chexbert", "chexbert", "negative", averaging)
+        assert not row["absent"] and row["value"] == pytest.approx(own[name]["value"])
+    assert (
+        _sensitivity_row(metrics, "chexbert-sentence-max", "chexbert", "positive", "micro")["value"]
+        is not None
+    )
+    assert (
+        "holds chexbert labels"
+        in _sensitivity_row(metrics, "chexpert", "chexpert", "negative", "micro")["absent"]
+    )

@@ -224,8 +224,11 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
                        "[impression]")
     wider.add_argument("--bertscore-model", default=None, help="local folder of a BERTScore model (else absent)")
     wider.add_argument("--no-sensitivity", action="store_true", help="skip the labeller-sensitivity table")
-    wider.add_argument("--report-labels-name", choices=["chexpert", "official"], default="chexpert",
-                       help="what --report-labels holds: our labeller's labels or the dataset's [chexpert]")
+    wider.add_argument("--report-labels-name", choices=["chexpert", "chexbert", "official"], default="chexpert",
+                       help="what --report-labels holds: our labeller's, CheXbert's or the dataset's labels "
+                       "[chexpert]")
+    wider.add_argument("--sentence-labels-name", choices=["chexpert", "chexbert"], default="chexpert",
+                       help="the labeller of --sentence-labels [chexpert]")
     wider.add_argument("--official-labels", default=None,
                        help="the dataset's own study labels (parquet or its CSV): the official truth rows")
     wider.add_argument("--chexbert-checkpoint", default=None,
@@ -294,6 +297,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             reference_section=None if args.reference_section.lower() in ("", "none") else args.reference_section,
             official_labels_path=args.official_labels,
             report_labels_name=args.report_labels_name,
+            sentence_labels_name=args.sentence_labels_name,
         )
         report_k = _ks(args.report_k) if args.report_k else []
         result = evaluate(

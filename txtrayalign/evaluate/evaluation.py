@@ -95,6 +95,7 @@ class EvalInputs:
     # labeller sensitivity: truth labels of the query studies by labeller name, or why they are absent
     truth_labels: dict[str, np.ndarray | str] = field(default_factory=dict)
     query_label_texts: np.ndarray | None = None  # each query's label_text (what a text labeller reads)
+    sentence_labels_from: str = "chexpert"  # the labeller of the sentence labels (TEXT_LABELLERS)
 
 
 def _labels_by_id(
@@ -152,6 +153,7 @@ def load_inputs(
     reference_section: str | None = None,
     official_labels_path: str | Path | None = None,
     report_labels_name: str = "chexpert",
+    sentence_labels_name: str = "chexpert",
 ) -> EvalInputs:
     """Read and cross-check the evaluation inputs; `sample` keeps that many queries (seeded).
 
@@ -164,8 +166,9 @@ def load_inputs(
     the embed stage wrote them (report texts from `sections_path`, each report's labels its study's row
     of `report_labels_path`, blank when absent); `reference_section`, the column of `sections_path`
     the text metrics compare against; the truth labels of the labeller-sensitivity table:
-    `report_labels_name` (what `report_labels_path` holds: "chexpert", or "official" when the label
-    stage took the dataset's table), `chexpert-sentence-max` (`sentence_max_labels`) and `official`
+    `report_labels_name` (what `report_labels_path` holds: "chexpert" or "chexbert", the label stage's
+    labeller, or "official" when it took the dataset's table), `<sentence_labels_name>-sentence-max`
+    (`sentence_max_labels` of the sentence labels, labelled by `sentence_labels_name`) and `official`
     from `official_labels_path` (parquet or the official CSV; None: absent).
     """
     if query_labels not in QUERY_LABELS:
@@ -217,9 +220,17 @@ def load_inputs(
         q_labels = report_truth = _labels_by_id(
             report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path)
         )
-    truth: dict[str, np.ndarray | str] = {report_labels_name: report_truth, "chexpert-sentence-max": sent_max}
+    if report_labels_name not in REPORT_LABELLERS or sentence_labels_name not in TEXT_LABELLERS:
+        raise EvaluationInputError(
+            f"report labels from one of {list(REPORT_LABELLERS)} and sentence labels from one of "
+            f"{list(TEXT_LABELLERS)}, got {report_labels_name!r} and {sentence_labels_name!r}"
+        )
+    truth: dict[str, np.ndarray | str] = {
+        report_labels_name: report_truth,
+        f"{sentence_labels_name}-sentence-max": sent_max,
+    }
     if report_labels_name != "chexpert":
-        truth["chexpert"] = f"{report_labels_path} holds {report_labels_name} labels (labels.source)"
+        truth["chexpert"] = f"{report_labels_path} holds {report_labels_name} labels (labels of the label stage)"
     if "official" not in truth:
         truth["official"] = (
             _query_label_rows(read_official_labels(official_labels_path), study_id)
@@ -320,11 +331,14 @@ def load_inputs(
         reference_section=reference_section if reference is not None else None,
         truth_labels=truth,
         query_label_texts=label_texts,
+        sentence_labels_from=sentence_labels_name,
         **rb,
     )
 
 
-TRUTH_ORDER = ("chexpert", "chexpert-sentence-max", "chexbert", "official")
+REPORT_LABELLERS = ("chexpert", "chexbert", "official")
+TEXT_LABELLERS = ("chexpert", "chexbert")
+TRUTH_ORDER = ("chexpert", "chexpert-sentence-max", "chexbert", "chexbert-sentence-max", "official")
 
 
 def _truth_order(name: str) -> int:
@@ -560,8 +574,11 @@ def evaluate(
 
     sensitivity_result = None
     if sensitivity:
+        # the report-generation labels of the retrieved text: the text labeller's (ours), else the
+        # combined sentence labels, whose labeller is the label stage's
+        name = "chexpert" if labeller is not None else inputs.sentence_labels_from
         sensitivity_result = _sensitivity(inputs, retrieved["model"], predicted_at["model"], summary_k,
-                                          counts, chexbert)
+                                          counts, chexbert, name)
 
     metrics = {
         "experiment": inputs.experiment,
@@ -656,22 +673,29 @@ def _records(table: pd.DataFrame) -> list[dict]:
 
 
 def _sensitivity(inputs: EvalInputs, model_idx: np.ndarray, predicted: np.ndarray, k: int, counts,
-                 chexbert: Labeller | str | None) -> dict:
-    """The labeller-sensitivity table of the model's top-k sentences (JSON-ready)."""
+                 chexbert: Labeller | str | None, predicted_by: str = "chexpert") -> dict:
+    """The labeller-sensitivity table of the model's top-k sentences (JSON-ready); `predicted` are the
+    report-generation labels of the retrieved text, by `predicted_by`."""
     truth = dict(inputs.truth_labels)
-    retrieved: dict[str, np.ndarray | str] = {"chexpert": predicted}
+    retrieved: dict[str, np.ndarray | str] = {
+        "chexpert": "the sentence labels are CheXbert's and no CheXpert text labeller ran",
+        predicted_by: predicted,
+    }
     if chexbert is None or isinstance(chexbert, str):
         why = chexbert or "no CheXbert checkpoint (labels.chexbert.checkpoint or $CHEXBERT_CHECKPOINT)"
-        truth["chexbert"] = retrieved["chexbert"] = why
+        retrieved.setdefault("chexbert", why)
+        truth.setdefault("chexbert", why)  # the label stage's CheXbert labels are kept
     else:
-        texts = joined_sentences(inputs.bank_text, model_idx, k)
-        log.info("CheXbert: labelling %d query reports and %d retrieved texts", len(inputs.study_id), len(texts))
-        retrieved["chexbert"] = np.asarray(chexbert(texts), dtype=np.float32)
-        truth["chexbert"] = (
-            np.asarray(chexbert(list(inputs.query_label_texts)), dtype=np.float32)
-            if inputs.query_label_texts is not None
-            else "no query report texts (sections.parquet label_text) to label"
-        )
+        if predicted_by != "chexbert":
+            texts = joined_sentences(inputs.bank_text, model_idx, k)
+            log.info("CheXbert: labelling %d retrieved texts", len(texts))
+            retrieved["chexbert"] = np.asarray(chexbert(texts), dtype=np.float32)
+        if isinstance(truth.get("chexbert", ""), str):
+            truth["chexbert"] = (
+                np.asarray(chexbert(list(inputs.query_label_texts)), dtype=np.float32)
+                if inputs.query_label_texts is not None
+                else "no query report texts (sections.parquet label_text) to label"
+            )
     truth = {name: truth[name] for name in sorted(truth, key=_truth_order)}
     table = sensitivity_table(truth, retrieved, counts=counts)
     return {
