@@ -1,7 +1,8 @@
 # TxtRayAlign: the pipeline's table of contents. Each stage's rules live in workflow/rules/.
-#   snakemake --cores 8 evaluate            the whole pipeline (the demo by default)
-#   snakemake --cores 8 index|images|text|labels|train   stop after a stage
+#   snakemake --cores 8 evaluate                        the whole pipeline (the demo by default)
+#   snakemake --cores 8 index|images_all|labels|train_all   stop after a stage
 #   snakemake --profile profiles/slurm evaluate          on a SLURM cluster
+# Settings: txtrayalign/config.schema.yaml (every key, its type and default), checked in common.smk.
 from snakemake.utils import min_version
 
 min_version("8.10")

@@ -120,7 +120,7 @@ CASES = [
     ("Left lower lobe opacity may represent atelectasis or pneumonia.",
      {"Lung Opacity": 1, "Atelectasis": -1, "Pneumonia": -1}),
     # anatomy as a landmark is not a mention
-    ("Density projecting over the heart is unchanged.", {"Lung Opacity": 1}),
+    ("Opacity projecting over the heart is unchanged.", {"Lung Opacity": 1}),
     # unmentions: words that look like a mention but are something else
     ("Kerley B lines are noted.", {"Edema": 1}),
     ("Degenerative changes with end plate sclerosis.", {}),
@@ -128,7 +128,7 @@ CASES = [
     ("Calcified granuloma in the left upper lobe.", {}),
     ("Skin fold projects over the right lung; the pleural line is not displaced.", {"No Finding": 1}),
     ("Hydropneumothorax on the right.", {"Pneumothorax": 1, "Pleural Effusion": 1}),
-    ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1, "Lung Opacity": 1}),
+    ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1}),  # a lesion, not an opacity
     # other findings make No Finding blank
     ("Emphysema.", {}),
 ]
@@ -162,7 +162,11 @@ def test_chexpert_combination_of_mentions():
     assert combine([0.0, 1.0]) == 1.0
     assert combine([-1.0, 1.0]) == 1.0
     assert combine([0.0, -1.0]) == -1.0
-    assert combine([0.0, -1.0, 1.0]) == -1.0  # CheXpert checks "negative and uncertain" first
+    # CheXpert's code checks "negative and uncertain" first and gives -1 here; a positive mention wins
+    # instead (both dev-set references agree; see the header of phrases/observations.yaml).
+    assert combine([0.0, -1.0, 1.0]) == 1.0
+    assert labels("Patchy opacity at the left base. No focal airspace disease. Possible scarring.") == {
+        "Lung Opacity": 1.0}
     assert labels("Small left effusion. No right effusion.") == {"Pleural Effusion": 1.0}
     assert labels("Possible left effusion. No right effusion.") == {"Pleural Effusion": -1.0}
 
@@ -251,15 +255,32 @@ def test_label_stage_with_official_table(tmp_path):
     assert "not in" in (tmp_path / "label.log").read_text()
 
 
-def test_label_stage_workers_match_single_process(tmp_path, monkeypatch):
-    from txtrayalign.chexpert import cli
+def test_label_unique_workers_match_single_process(monkeypatch):
+    from txtrayalign.chexpert import batch, label_unique
 
     texts = [f"Small left effusion number {i}. No pneumothorax." for i in range(30)] + ["", "Cardiomegaly."]
-    monkeypatch.setattr(cli, "CHUNK", 8)
-    one = cli.label_unique(texts, workers=1)
-    two = cli.label_unique(texts, workers=2)
+    monkeypatch.setattr(batch, "CHUNK", 8)
+    one = label_unique(texts, workers=1)
+    two = label_unique(texts, workers=2)
     assert np.array_equal(one, two, equal_nan=True)
     assert one.shape == (32, 14) and np.isnan(one[30]).all()
+    assert one[0, OBSERVATIONS.index("Pleural Effusion")] == 1.0
+    assert one[0, OBSERVATIONS.index("Pneumothorax")] == 0.0
+    assert label_unique([]).shape == (0, 14)
+
+
+def test_label_unique_uses_the_given_labeller():
+    from txtrayalign.chexpert import Labeller, label_unique
+    from txtrayalign.chexpert.mention import MentionFinder, load_config
+
+    config = load_config("observations.yaml")
+    lists = {name: dict(v) for name, v in config["observations"].items()}
+    lists["Fracture"] = {**lists["Fracture"], "mention": [*lists["Fracture"]["mention"], "zebra"]}
+    custom = Labeller(finder=MentionFinder({**config, "observations": lists}))
+    texts = ["A zebra is seen.", "A zebra is seen.", "No zebra."]
+    fracture = OBSERVATIONS.index("Fracture")
+    assert np.isnan(label_unique(texts)[:, fracture]).all()
+    assert label_unique(texts, labeller=custom)[:, fracture].tolist() == [1.0, 1.0, 0.0]
 
 
 def test_label_stage_reports_missing_columns(tmp_path):

@@ -50,18 +50,31 @@ def test_bugs_keep_their_traceback_and_debug_shows_user_errors_too(monkeypatch):
 
 
 def test_chexpert_on_a_missing_or_utf16_file_is_one_line(tmp_path):
-    """Issue 12: `txtrayalign chexpert` on a missing path or a UTF-16 CSV printed a 29-line traceback."""
-    # With a BOM (pandas refuses it as UTF-8). Without one the NULs are valid UTF-8 and it is the
-    # labeller's reader that must refuse it (txtrayalign.text.encoding.read_text does).
-    (tmp_path / "u16.csv").write_bytes("no acute disease\n".encode("utf-16"))
+    """Issue 12: `txtrayalign chexpert` on a missing path or a UTF-16 CSV printed a 29-line traceback.
+
+    Now UTF-16 with a byte-order mark is decoded by the project's one policy and labelled like its
+    UTF-8 copy; without a BOM (NUL bytes) and a missing path are one line naming the file, exit 2."""
+    text = "no acute disease\n\"large right pleural effusion.\"\n"
+    (tmp_path / "u8.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "u16.csv").write_bytes(text.encode("utf-16"))
+    (tmp_path / "u16le.csv").write_bytes(text.encode("utf-16-le"))
     env = {"PYTHONPATH": str(ROOT), "TXTRAYALIGN_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"}
-    for reports, names_file in ((tmp_path / "none.csv", True), (tmp_path / "u16.csv", False)):
-        proc = subprocess.run([sys.executable, "-m", "txtrayalign", "chexpert", "--reports_path", str(reports),
-                               "--output_path", str(tmp_path / "out.csv")], capture_output=True, text=True,
+
+    def chexpert(name):
+        out = tmp_path / f"{name}.out.csv"
+        proc = subprocess.run([sys.executable, "-m", "txtrayalign", "chexpert", "--reports_path",
+                               str(tmp_path / name), "--output_path", str(out)], capture_output=True, text=True,
                               env=env, timeout=300)
+        return proc, out
+
+    (p8, o8), (p16, o16) = chexpert("u8.csv"), chexpert("u16.csv")
+    assert p8.returncode == 0 and p16.returncode == 0, p16.stderr
+    assert o16.read_bytes() == o8.read_bytes()
+    for name, message in (("none.csv", f"--reports_path {tmp_path / 'none.csv'}: no such file"),
+                          ("u16le.csv", f"{tmp_path / 'u16le.csv'}: ")):
+        proc, out = chexpert(name)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert "Traceback" not in proc.stderr and lines[-1].startswith("txtrayalign chexpert: error: "), lines
-        assert not (tmp_path / "out.csv").exists()
-        if names_file:  # the UTF-16 message is the labeller's to word (its reader decodes the CSV)
-            assert lines[-1] == f"txtrayalign chexpert: error: {reports}: No such file or directory"
+        assert lines[-1].startswith(f"txtrayalign chexpert: error: {message}"), lines
+        assert not out.exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -94,14 +96,18 @@ def final_state(out):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_equals_an_unbroken_run(toy, tmp_path, monkeypatch):
+def test_kill_and_resume_equals_an_unbroken_run(toy, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="txtrayalign")
     cfg = tiny_experiment(epochs=2, distill={"enabled": True, "weight": 0.5, "ema": 0.9})
     train(cfg, inputs(toy, tmp_path / "unbroken"), device="cpu")
 
-    # 1) stopped by --max-steps mid-epoch, then resumed
+    # 1) stopped by --max-steps mid-epoch, then resumed (same settings, code and inputs)
     train(cfg, inputs(toy, tmp_path / "stopped"), device="cpu", max_steps=7)
     assert load(tmp_path / "stopped" / "last.pt")["step"] == 7
+    caplog.clear()
     train(cfg, inputs(toy, tmp_path / "stopped"), device="cpu")
+    assert "resuming from" in caplog.text and "at epoch 0 step 7" in caplog.text
+    assert "starting over" not in caplog.text
 
     # 2) killed abruptly at step 8 (after the periodic checkpoint of step 5), then restarted
     import txtrayalign.train.distributed as ddp
@@ -120,7 +126,9 @@ def test_kill_and_resume_equals_an_unbroken_run(toy, tmp_path, monkeypatch):
         train(cfg, inputs(toy, tmp_path / "killed"), device="cpu")
     monkeypatch.setattr(ddp, "average_gradients", real)
     assert load(tmp_path / "killed" / "last.pt")["step"] == 5
+    caplog.clear()
     train(cfg, inputs(toy, tmp_path / "killed"), device="cpu")
+    assert "at epoch 0 step 5" in caplog.text and "starting over" not in caplog.text
 
     ref_model, ref_teacher, ref_hist = final_state(tmp_path / "unbroken")
     for name in ("stopped", "killed"):
@@ -143,6 +151,77 @@ def test_cli_trains_with_section_text_and_micro_batches(toy, tmp_path):
     assert main(argv) == 0
     hist = pd.read_csv(out / "history.csv")
     assert len(hist) == 9 and np.isfinite(hist["loss"]).all()
+
+
+def test_changed_input_starts_over_and_says_why(toy, tmp_path, caplog):
+    """Run identity includes the inputs: other training text, same settings and code -> start over."""
+    caplog.set_level(logging.INFO, logger="txtrayalign")
+    cfg = tiny_experiment(epochs=1, text_mode="section")
+    out = tmp_path / "inputs"
+    train(cfg, inputs(toy, out), device="cpu", max_steps=3)
+    sections = pd.read_parquet(toy["sections"])
+    sections["train_text"] = sections["train_text"].str.upper()
+    changed = dict(toy, sections=tmp_path / "sections.parquet")
+    sections.to_parquet(changed["sections"], index=False)
+    caplog.clear()
+    summary = train(cfg, inputs(changed, out), device="cpu", max_steps=2)
+    assert "cannot be continued: the inputs differ (sections); starting over" in caplog.text
+    state = load(out / "last.pt")
+    assert summary["steps"] == 2 and [r["step"] for r in state["history"]] == [1, 2]  # not resumed from step 3
+    # the sentences file is not read in section mode: another one changes nothing
+    caplog.clear()
+    train(cfg, Inputs(changed["images_index"], changed["split"], out, tmp_path / "absent.parquet",
+                      changed["sections"]), device="cpu", max_steps=2)
+    assert "starting over" not in caplog.text
+
+
+def test_a_failed_start_over_keeps_the_previous_model(toy, tmp_path):
+    """Nothing is deleted before its replacement exists (issue 12): a typo in an encoder name on a
+    finished run fails with the old model, its history and checkpoint as they were."""
+    from txtrayalign.train.loop import SUPERSEDED, set_aside
+
+    cfg = tiny_experiment(epochs=1)
+    out = tmp_path / "kept"
+    train(cfg, inputs(toy, out), device="cpu")
+    names = ("last.pt", "best.pt", "history.csv", "config.yaml", "tokenizer/tokenizer.json")
+    files = {n: (out / n).read_bytes() for n in names}
+    bad = copy.deepcopy(cfg)
+    bad["image_encoder"]["name"] = "resnet19"
+    with pytest.raises(Exception, match="resnet19"):
+        train(bad, inputs(toy, out), device="cpu")
+    assert {n: (out / n).read_bytes() for n in names} == files
+    assert not (out / SUPERSEDED).exists()
+
+    # killed before its first checkpoint (no chance to put the old run back): the next start does
+    set_aside(out)
+    (out / "config.yaml").write_text("partial: true\n")
+    assert not (out / "last.pt").exists() and (out / SUPERSEDED / "best.pt").is_file()
+    train(cfg, inputs(toy, out), device="cpu")  # the same identity as the kept, finished run
+    assert {n: (out / n).read_bytes() for n in names} == files and not (out / SUPERSEDED).exists()
+
+    # a valid new setting replaces it; the old run goes once the new one has its first checkpoint
+    train(tiny_experiment(epochs=1, lr_head=5e-4), inputs(toy, out), device="cpu")
+    assert not (out / SUPERSEDED).exists()
+    assert (out / "best.pt").read_bytes() != files["best.pt"]
+
+
+def test_zero_epochs_saves_the_model_as_built(toy, tmp_path):
+    """train.epochs 0 (a released model scored as it is): built, validated once, saved; no optimiser step."""
+    from txtrayalign.train.loop import build_model
+    from txtrayalign.train.tokenizer import get_tokenizer
+
+    cfg = tiny_experiment(epochs=0)
+    out = tmp_path / "zero"
+    summary = train(cfg, inputs(toy, out), device="cpu")
+    assert summary["finished"] and summary["steps"] == 0 and summary["total_steps"] == 0
+    built = build_model(cfg, get_tokenizer(cfg["text_encoder"], out), torch.device("cpu")).state_dict()
+    best, last = load(out / "best.pt"), load(out / "last.pt")
+    assert set(best["model"]) == set(built)
+    assert all(torch.equal(best["model"][k], built[k]) for k in built)
+    assert last["finished"] and last["optimizer"] == {}
+    hist = pd.read_csv(out / "history.csv")
+    assert hist["step"].tolist() == [0] and np.isfinite(hist["val_loss"]).all()
+    assert (out / "curves.png").is_file() and load_model(out, "cpu") is not None
 
 
 def test_unknown_setting_is_named():

@@ -34,12 +34,26 @@ def _config_with_experiments(tmp_path: Path, experiments: dict) -> Path:
     return path
 
 
-def test_default_config_is_valid_against_schema():
-    import jsonschema
+def test_default_config_is_valid_against_the_packaged_schema():
+    from txtrayalign import settings
 
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    jsonschema.validate(config, schema)
+    settings.check_config(config)
+    experiments = settings.resolve_experiments(settings.with_defaults(config))
+    assert set(experiments) == set(config["experiments"])
+
+
+def test_schema_defaults_are_the_demo_defaults():
+    """One set of defaults: an experiment of config.yaml with no keys of its own is the schema's default
+    experiment, and `txtrayalign train` resolves the same training settings from an empty JSON."""
+    from txtrayalign import settings
+    from txtrayalign.train.config import resolve
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    schema_default = settings.resolve_experiment({})
+    assert settings.merge(schema_default, config["defaults"]) == schema_default
+    assert resolve({}) == settings.training_settings(schema_default)
+    assert schema_default["train"]["epochs"] == config["defaults"]["train"]["epochs"]
 
 
 def test_dry_run_plans_every_stage(tmp_path):
@@ -70,11 +84,21 @@ def test_bad_config_key_is_a_clear_error_naming_the_key(tmp_path, override, name
     assert named in res.stdout + res.stderr
 
 
-def test_unknown_experiment_key_is_rejected(tmp_path):
-    path = _config_with_experiments(tmp_path, {"typo": {"train": {"learning_rate": 0.1}}})
+@pytest.mark.parametrize(
+    "experiment, named",
+    [
+        ({"train": {"epoch": 3}}, "unknown key 'experiments.typo.train.epoch'"),
+        ({"train": {"learning_rate": 0.1}}, "unknown key 'experiments.typo.train.learning_rate'"),
+        ({"train": {"epochs": "three"}}, "'experiments.typo.train.epochs' = 'three'"),
+        ({"evaluation": {"k": [0]}}, "'experiments.typo.evaluation.k.0' = 0"),
+    ],
+)
+def test_bad_experiment_key_is_named_with_its_full_path(tmp_path, experiment, named):
+    path = _config_with_experiments(tmp_path, {"typo": experiment})
     res = _dry_run(tmp_path, configfile=path)
     assert res.returncode != 0
-    assert "learning_rate" in res.stdout + res.stderr
+    assert named in res.stdout + res.stderr
+    assert "is not valid under any of the given schemas" not in res.stdout + res.stderr
 
 
 def test_subset_must_exist(tmp_path):

@@ -60,6 +60,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "txtrayalign.chexbert.cli", "configure", "run",
         "label reports with CheXbert (chexbert.pth): --reports_path IN.csv --output_path OUT.csv",
     ),
+    "labels-compare": (
+        "txtrayalign.chexpert.cli", "configure_compare", "run_compare",
+        "compare two labellings (CheXpert-format CSVs, or a gold table with --map) per observation",
+    ),
     "split": (
         "txtrayalign.splits", "configure", "run",
         "draw a patient-level training subset (splits/<subset>.parquet)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -73,20 +75,125 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: s
     return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, mininterval=1.0, file=sys.stderr)
 
 
-def code_fingerprint(*modules_or_paths: str | os.PathLike) -> str:
-    """A short hash of the source files (or package folders) that define a stage.
+PACKAGE_ROOT = Path(__file__).resolve().parent
+# Package files that are not code of any stage: the settings schema reaches every stage through the
+# resolved settings that the rules pass on (a changed default changes those values, hence `params`).
+NOT_CODE = frozenset({"config.schema.yaml"})
 
-    Rules put it in `params` so Snakemake reruns a stage when its code changes.
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a `txtrayalign` module or package, None for anything else."""
+    parts = name.split(".")
+    if parts[0] != "txtrayalign":
+        return None
+    base = PACKAGE_ROOT.joinpath(*parts[1:])
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    module = base.with_suffix(".py")
+    return module if len(parts) > 1 and module.is_file() else None
+
+
+def _parse(path: Path) -> ast.Module:
+    stat = path.stat()
+    return _parse_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _parse_version(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _imported_names(path: Path, name: str) -> set[str]:
+    """Every module name an `import` anywhere in the file (functions included) may load."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(_parse(path)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
+    return names
+
+
+def _data_files(path: Path) -> set[Path]:
+    """Package data a module names by a string literal: a file, or a folder that is not a package."""
+    found: set[Path] = set()
+    for node in ast.walk(_parse(path)):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        text = node.value
+        if not text or len(text) > 200 or text.startswith((".", "/")) or "\n" in text:
+            continue
+        candidate = path.parent / text
+        try:
+            if candidate.is_file() and candidate.suffix != ".py" and candidate.name not in NOT_CODE:
+                found.add(candidate)
+            elif candidate.is_dir() and not (candidate / "__init__.py").exists():
+                found.update(f for f in candidate.rglob("*") if f.is_file() and "__pycache__" not in f.parts
+                             and f.suffix not in {".py", ".pyc"} and f.name not in NOT_CODE)
+        except OSError:
+            continue
+    return found
+
+
+def module_closure(*modules: str) -> list[Path]:
+    """The files a stage runs: its `txtrayalign` modules, everything they import from the package
+    (transitively, the packages' `__init__` files and imports inside functions included), and the
+    package data those modules name (e.g. the labeller's phrase YAMLs)."""
+    files: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c first runs a/__init__ and a/b/__init__
+            name = ".".join(parts[:i])
+            if name in files:
+                continue
+            source = _module_file(name)
+            if source is None:
+                continue
+            files[name] = source
+            todo.extend(_imported_names(source, name))
+    found = set(files.values())
+    for source in list(found):
+        found |= _data_files(source)
+    return sorted(found)
+
+
+def code_fingerprint(*modules_or_paths: str | os.PathLike) -> str:
+    """A short hash of the code behind a stage, so a change of that code reruns the stage.
+
+    Each item is a module name (`txtrayalign.train.cli`: the module with its import closure, see
+    `module_closure`) or a file or folder relative to the package (all files in it). Rules put the
+    result in `params`; training stores it in its checkpoints.
     """
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parent
+    files: set[Path] = set()
     for item in modules_or_paths:
+        if str(item).startswith("txtrayalign"):
+            files.update(module_closure(str(item)))
+            continue
         p = Path(item)
         if not p.is_absolute():
-            p = root / p
-        files = sorted(p.rglob("*")) if p.is_dir() else [p]
-        for f in files:
-            if f.is_file() and "__pycache__" not in f.parts and f.suffix not in {".pyc"}:
-                h.update(str(f.relative_to(root)).encode())
-                h.update(f.read_bytes())
+            p = PACKAGE_ROOT / p
+        candidates = p.rglob("*") if p.is_dir() else [p]
+        files.update(f for f in candidates if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(str(f.relative_to(PACKAGE_ROOT)).encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """A content hash of a file (BLAKE2b, read in chunks)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

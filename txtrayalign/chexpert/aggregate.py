@@ -1,11 +1,13 @@
 """Aggregation stage and the labeller API: one label per observation per text.
 
-Per observation, over its mentions (the CheXpert labeller's rules): a single decision is the label;
-with several, negative and uncertain together give uncertain (even beside a positive: CheXpert's
-own order of cases), else positive beats the rest. A positive or uncertain heart-failure mention
-("chf", "heart failure") adds an uncertain Cardiomegaly. No Finding is 1 when no observation other
-than Support Devices (and the "other findings" listed under No Finding) is positive or uncertain,
-blank otherwise. An empty text gets no label at all (all blank).
+Per observation, over its mentions: a single decision is the label; with several, a positive beats
+the rest, else negative and uncertain together give uncertain (CheXpert's rules, except that its code
+lets "negative and uncertain" beat a positive too: "patchy opacity ... no focal airspace disease ...
+possible scarring" would be -1 there; both references of the IU development set say 1, on both
+halves). A positive or uncertain heart-failure mention ("chf", "heart failure") adds an uncertain
+Cardiomegaly. No Finding is 1 when no observation other than Support Devices (and the "other
+findings" listed under No Finding) is positive or uncertain, blank otherwise. An empty text gets no
+label at all (all blank).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from txtrayalign.chexpert.classify import NEGATIVE, POSITIVE, UNCERTAIN, Classifier
-from txtrayalign.chexpert.mention import MentionFinder, load_config
+from txtrayalign.chexpert.classify import NEGATIVE, POSITIVE, UNCERTAIN, Classifier, Decision, SentenceContext
+from txtrayalign.chexpert.mention import FILTERED_KINDS, Mention, MentionFinder, load_config
 from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.text.sentences import split_sentences
 
@@ -25,6 +27,7 @@ N_OBS = len(OBSERVATIONS)
 NO_FINDING = OBSERVATIONS.index("No Finding")
 SUPPORT_DEVICES = OBSERVATIONS.index("Support Devices")
 CARDIOMEGALY = OBSERVATIONS.index("Cardiomegaly")
+_VERSUS = frozenset({"versus", "vs", "vs."})  # an uncertainty trigger that offers alternatives
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,14 @@ def _lower(text: str) -> str:
 
 
 def combine(labels: list[float]) -> float:
-    """CheXpert's combination of several decisions about one observation."""
+    """Several decisions about one observation -> one label (positive first, see the module docstring)."""
     if len(labels) == 1:
         return labels[0]
     has_neg, has_unc, has_pos = NEGATIVE in labels, UNCERTAIN in labels, POSITIVE in labels
-    if has_neg and has_unc:
-        return UNCERTAIN
     if has_pos:
         return POSITIVE
+    if has_neg and has_unc:
+        return UNCERTAIN
     return labels[0]
 
 
@@ -68,6 +71,21 @@ class Labeller:
         self._cache: dict[str, tuple[tuple[tuple[int, ...], float, bool], ...]] = {}
         self._cache_size = cache_size
 
+    def decide(self, sentence: str, mention: Mention, context: SentenceContext) -> Decision | None:
+        """The classifier's decision on one mention, then the observation-level rules: an `affirmed`
+        phrase negated or a `denied` one not negated says nothing (None), and an observation that
+        every alternative of "X or Y" implies (Lung Opacity: scarring or atelectasis) is positive."""
+        decision = self.classifier.classify(sentence, mention, context)
+        if decision is None:
+            return None
+        if mention.kind in FILTERED_KINDS and not FILTERED_KINDS[mention.kind](decision.label):
+            return None
+        offers_alternatives = decision.rule == "alternative" or decision.trigger in _VERSUS
+        certain = self.finder.certain_among_alternatives
+        if offers_alternatives and all(o in certain for o in mention.observations):
+            return Decision(POSITIVE, decision.trigger, "certain_among_alternatives")
+        return decision
+
     def sentence_decisions(self, sentence: str) -> tuple[tuple[tuple[int, ...], float, bool], ...]:
         """(observation indices, label, is heart failure) per kept mention of one lower-case sentence."""
         hit = self._cache.get(sentence)
@@ -78,7 +96,7 @@ class Labeller:
         if mentions:
             context = self.classifier.prepare(sentence)
             for mention in mentions:
-                decision = self.classifier.classify(sentence, mention, context)
+                decision = self.decide(sentence, mention, context)
                 if decision is not None:
                     out.append((mention.observations, decision.label, mention.kind == "chf"))
         result = tuple(out)
@@ -89,8 +107,11 @@ class Labeller:
 
     def label_text(self, text: str) -> np.ndarray:
         """(14,) float64 labels of one text: 1, 0, -1, NaN (not mentioned)."""
+        return self.label_sentences(split_sentences(_lower(text)) if text else [])
+
+    def label_sentences(self, sentences: list[str]) -> np.ndarray:
+        """(14,) labels of one text given as its lower-case sentences (linear in their total length)."""
         row = np.full(N_OBS, np.nan)
-        sentences = split_sentences(_lower(text)) if text else []
         if not sentences:
             return row
         per_obs: dict[int, list[float]] = {}
@@ -130,7 +151,7 @@ class Labeller:
         for sentence in split_sentences(_lower(text or "")):
             context = self.classifier.prepare(sentence)
             for mention in self.finder.find(sentence):
-                decision = self.classifier.classify(sentence, mention, context)
+                decision = self.decide(sentence, mention, context)
                 for obs in mention.observations:
                     out.append(Explanation(
                         sentence, mention.text, OBSERVATIONS[obs],

@@ -1,48 +1,27 @@
-"""Command line: `txtrayalign label` (pipeline stage) and `txtrayalign chexpert` (drop-in labeller)."""
+"""Command line: `txtrayalign label` (pipeline stage), `txtrayalign chexpert` (drop-in labeller) and
+`txtrayalign labels-compare` (two labellings of the same reports)."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from txtrayalign.chexpert.aggregate import explain, label_texts
+from txtrayalign.chexpert import compare
+from txtrayalign.chexpert.aggregate import explain
+from txtrayalign.chexpert.batch import label_unique
 from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS
-from txtrayalign.utils import atomic_path, progress, setup_logging, write_parquet_atomic
+from txtrayalign.errors import InputError
+from txtrayalign.text.encoding import read_text
+from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
 REPORTS_COLUMN = "Reports"
-CHUNK = 2_000  # texts per task sent to a worker process
-
-
-# --------------------------------------------------------------------------- labelling many texts
-def _label_chunk(texts: list[str]) -> np.ndarray:
-    return label_texts(texts)
-
-
-def label_unique(texts: list[str], workers: int = 1, desc: str = "label") -> np.ndarray:
-    """(N, 14) labels of `texts`, each distinct text labelled once, over `workers` processes."""
-    texts = [t if isinstance(t, str) else "" for t in texts]
-    unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    unique = unique.tolist()
-    chunks = [unique[i : i + CHUNK] for i in range(0, len(unique), CHUNK)]
-    log.info("%s: %d texts, %d distinct, %d chunk(s), %d worker(s)", desc, len(texts), len(unique),
-             len(chunks), workers)
-    results: list[np.ndarray] = []
-    if workers > 1 and len(chunks) > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for block in progress(pool.imap(_label_chunk, chunks), desc, total=len(chunks), unit="chunk"):
-                results.append(block)
-    else:
-        for chunk in progress(chunks, desc, total=len(chunks), unit="chunk"):
-            results.append(_label_chunk(chunk))
-    labels = np.concatenate(results) if results else np.empty((0, len(OBSERVATIONS)))
-    return labels[inverse.reshape(-1)] if len(texts) else np.empty((0, len(OBSERVATIONS)))
 
 
 def _require(df: pd.DataFrame, columns: list[str], path: str) -> None:
@@ -98,17 +77,17 @@ def run_label(args: argparse.Namespace) -> int:
             log.warning("%d studies are not in %s; labelling them here (first: %s)", int(missing.sum()),
                         args.official, reports.loc[missing, "study_id"].head(5).tolist())
             merged.loc[missing, OBSERVATIONS] = label_unique(
-                [t for t, m in zip(texts, missing, strict=True) if m], args.workers, "label reports")
+                [t for t, m in zip(texts, missing, strict=True) if m], args.workers, desc="label reports")
         reports = merged
     else:
-        reports[OBSERVATIONS] = label_unique(texts, args.workers, "label reports")
+        reports[OBSERVATIONS] = label_unique(texts, args.workers, desc="label reports")
     empty = sum(1 for t in texts if not t.strip())
     if empty:
         log.info("%d studies have no text to label (all labels blank)", empty)
 
     sentence_labels = sentences[["sentence_id", "study_id"]].reset_index(drop=True).copy()
     sentence_labels[OBSERVATIONS] = label_unique(sentences["sentence"].fillna("").astype(str).tolist(),
-                                                 args.workers, "label sentences")
+                                                 args.workers, desc="label sentences")
     for table in (reports, sentence_labels):
         table[OBSERVATIONS] = table[OBSERVATIONS].astype("float64")
     write_parquet_atomic(reports, args.out_reports)
@@ -121,8 +100,10 @@ def run_label(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- txtrayalign chexpert
 def configure_chexpert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reports_path", "--reports-path", dest="reports_path", required=True,
-                        help="headerless one-column CSV of reports (multi-line reports quoted), as the "
-                             "CheXpert labeller reads")
+                        help="one-column CSV of reports (multi-line reports quoted), as the CheXpert "
+                             "labeller reads: no header (a first row that is only 'Reports', 'Report', 'Text', "
+                             "'Findings' or 'Impression' is taken as a header and dropped); UTF-8, or UTF-8 / "
+                             "UTF-16 with a byte-order mark")
     parser.add_argument("--output_path", "--output-path", dest="output_path", default="labeled_reports.csv",
                         help="output CSV: Reports then the 14 observations (1.0 / 0.0 / -1.0 / blank) "
                              "[labeled_reports.csv]")
@@ -130,11 +111,32 @@ def configure_chexpert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="labelling processes [1]")
 
 
+# A first row holding only one of these words is a header, not a report (the CheXpert labeller's input
+# has none; a table saved with its column name has one).
+HEADER_WORDS = frozenset({"reports", "report", "text", "texts", "findings", "impression"})
+
+
 def read_reports_csv(path: str | Path) -> list[str]:
-    """The reports of a CheXpert-labeller input file (headerless, one column)."""
-    table = pd.read_csv(path, header=None, names=[REPORTS_COLUMN], dtype=str, keep_default_na=False,
-                        na_filter=False, usecols=[0])
-    return table[REPORTS_COLUMN].tolist()
+    """The reports of a CheXpert-labeller input file (one column, no header; a first row that is only
+    a column name such as `Reports` is taken as a header, dropped and logged). Bad input is an
+    InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--reports_path {path}: " + ("is a folder, not a CSV file" if path.is_dir()
+                                                       else "no such file"))
+    text = read_text(path)
+    if not text.strip():
+        return []
+    try:
+        table = pd.read_csv(io.StringIO(text), header=None, names=[REPORTS_COLUMN], dtype=str,
+                            keep_default_na=False, na_filter=False, usecols=[0])
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{path}: not a readable CSV file ({str(exc).strip()})") from exc
+    reports = table[REPORTS_COLUMN].tolist()
+    if reports and reports[0].strip().lower() in HEADER_WORDS:
+        log.warning("%s: first row %r taken as a header, not labelled", path, reports[0])
+        reports = reports[1:]
+    return reports
 
 
 def write_labeled_csv(reports: list[str], labels: np.ndarray, path: str | Path) -> None:
@@ -149,7 +151,7 @@ def write_labeled_csv(reports: list[str], labels: np.ndarray, path: str | Path) 
 def run_chexpert(args: argparse.Namespace) -> int:
     setup_logging(None, verbose=args.verbose)
     reports = read_reports_csv(args.reports_path)
-    labels = label_unique(reports, args.workers, "label")
+    labels = label_unique(reports, args.workers, desc="label")
     if args.verbose:
         for i, report in enumerate(reports):
             for e in explain(report):
@@ -157,4 +159,54 @@ def run_chexpert(args: argparse.Namespace) -> int:
                           e.rule, e.trigger)
     write_labeled_csv(reports, labels, args.output_path)
     log.info("labelled %d reports -> %s", len(reports), args.output_path)
+    return 0
+
+
+# --------------------------------------------------------------------------- txtrayalign labels-compare
+def configure_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", help="labels to check: CheXpert-format CSV (e.g. the output of txtrayalign chexpert)")
+    parser.add_argument("b", help="reference labels: CheXpert-format CSV, or another category set with --map")
+    parser.add_argument("--map", action="append", default=None, metavar="OBS=COL[+COL]",
+                        help="B's column(s) for a CheXpert observation (repeatable; several columns are "
+                             "joined by their maximum), or 'negbio' for NegBio's ChestX-ray14 gold; with "
+                             "--map only the mapped observations are compared")
+    parser.add_argument("--key", default=None, help="match rows on this column of both tables "
+                        "[rows in the same order]")
+    parser.add_argument("--observations", default=None, help="comma-separated observations to compare "
+                        "[all 14, or the mapped ones]")
+    parser.add_argument("--binary", action="store_true", help="positive or not: every value but 1 counts as 0 "
+                        "in both tables (for a binary gold table; implied by --map negbio)")
+    parser.add_argument("--disagreements", default=None, help="write the reports whose labels differ "
+                        "(row, key, Reports text, A/B codes per differing observation) to this CSV")
+    parser.add_argument("--out", default=None, help="write the per-observation table (agreement, P/R/F1, "
+                        "4x4 confusion counts) to this CSV")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    setup_logging(None)
+    names = (str(args.a), str(args.b))
+    a_raw, b_raw = compare.read_table(args.a), compare.read_table(args.b)
+    a_raw, b_raw = compare.align(a_raw, b_raw, args.key, names)
+    mapping = compare.parse_mapping(args.map) if args.map else None
+    if args.observations:
+        observations = [o.strip() for o in args.observations.split(",") if o.strip()]
+        unknown = [o for o in observations if o not in OBSERVATIONS]
+        if unknown:
+            raise InputError(f"--observations: {unknown[0]!r} is not one of {OBSERVATIONS}")
+    else:
+        observations = [o for o in OBSERVATIONS if mapping is None or o in mapping]
+    a = compare.codes(a_raw, None, names[0], observations)
+    b = compare.codes(b_raw, mapping, names[1], observations)
+    if args.binary or "negbio" in (args.map or []):
+        a, b = a.where(a == "1", "0"), b.where(b == "1", "0")
+    per, summary = compare.compare(a, b)
+    print(compare.format_report(per, summary, names))
+    if args.out:
+        with atomic_path(args.out, suffix=".csv.tmp") as tmp:
+            per.to_csv(tmp, index=False, float_format="%.4f")
+    if args.disagreements:
+        table = compare.disagreements(a, b, a_raw, b_raw, args.key)
+        with atomic_path(args.disagreements, suffix=".csv.tmp") as tmp:
+            table.to_csv(tmp, index=False)
+        log.info("%d of %d reports differ -> %s", len(table), len(a), args.disagreements)
     return 0

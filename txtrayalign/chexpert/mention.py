@@ -18,7 +18,10 @@ import yaml
 
 from txtrayalign.constants import OBSERVATIONS
 
-KINDS = ("mention", "uncertain", "attribute", "chf")
+KINDS = ("mention", "uncertain", "attribute", "chf", "affirmed", "denied")
+# `affirmed`: a mention only when not negated (a negated one says nothing: blank, not 0);
+# `denied`: a mention only when negated (a positive or uncertain one says nothing).
+FILTERED_KINDS = {"affirmed": lambda label: label != 0.0, "denied": lambda label: label == 0.0}
 OBSERVATION_INDEX = {name: i for i, name in enumerate(OBSERVATIONS)}
 
 
@@ -210,6 +213,9 @@ class PhraseSet:
         return out
 
 
+_Blocked = dict[int, list[tuple[int, int]]]  # observation -> spans of its unmentions in a sentence
+
+
 class MentionFinder:
     """Finds mentions (and drops those overlapping an unmention) with one regex scan per sentence."""
 
@@ -231,26 +237,34 @@ class MentionFinder:
         self.mentions = PhraseSet(entries)
         self.unmentions = PhraseSet(unmentions)
         self.has_unmentions = frozenset(o for _, o in unmentions)
+        self.certain_among_alternatives = frozenset(
+            OBSERVATION_INDEX[o] for o in config.get("certain_among_alternatives") or [])
 
     def find(self, sentence: str) -> list[Mention]:
         """Mentions in a lower-case sentence, in order of position."""
         found: list[Mention] = []
         blocked: dict[int, list[tuple[int, int]]] | None = None
         for (obs, kind), start, end in self.mentions.find(sentence):
-            # A shorter phrase inside a longer one of the same observations adds nothing.
-            if any(f.observations == obs and f.start <= start and end <= f.end for f in found[-4:]):
-                continue
-            if any(o in self.has_unmentions for o in obs):
-                if blocked is None:
-                    blocked = {}
-                    for o, s, e in self.unmentions.find(sentence):
-                        blocked.setdefault(o, []).append((s, e))
-                keep = tuple(o for o in obs if not any(s < end and start < e for s, e in blocked.get(o, ())))
-                if not keep:
-                    continue
-                obs = keep
-            found.append(Mention(obs, kind, start, end, sentence[start:end]))
+            blocked = self._add(found, blocked, sentence, obs, kind, start, end)
         return found
+
+    def _add(self, found: list[Mention], blocked: _Blocked | None, sentence: str,
+             obs: tuple[int, ...], kind: str, start: int, end: int) -> _Blocked | None:
+        """Append one mention unless a longer one of the same observations or an unmention covers it."""
+        # A shorter phrase inside a longer one of the same observations adds nothing.
+        if any(f.observations == obs and f.start <= start and end <= f.end for f in found[-4:]):
+            return blocked
+        if any(o in self.has_unmentions for o in obs):
+            if blocked is None:
+                blocked = {}
+                for o, s, e in self.unmentions.find(sentence):
+                    blocked.setdefault(o, []).append((s, e))
+            keep = tuple(o for o in obs if not any(s < end and start < e for s, e in blocked.get(o, ())))
+            if not keep:
+                return blocked
+            obs = keep
+        found.append(Mention(obs, kind, start, end, sentence[start:end]))
+        return blocked
 
 
 @lru_cache(maxsize=4)

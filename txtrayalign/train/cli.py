@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment-json", required=True,
                         help="the experiment's settings as a JSON string or the path of a JSON file "
-                             "(keys: image_encoder, text_encoder, embed_dim, train; unknown keys are an error)")
+                             "(the experiment keys of txtrayalign/config.schema.yaml: gpus, image_encoder, text_encoder, "
+                             "embed_dim, train, ...; unknown keys are an error naming them)")
     parser.add_argument("--images-index", required=True, type=Path, help="images/<size>/index.parquet")
     parser.add_argument("--sentences", type=Path, default=None, help="text/sentences.parquet (text_mode sentences)")
     parser.add_argument("--sections", type=Path, default=None, help="text/sections.parquet (text_mode section)")
@@ -42,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = resolve(args.experiment_json)
     log.info("experiment settings: %s", json.dumps(cfg))
-    if cfg["train"]["gpus"] > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        log.warning("train.gpus=%d but this is a single process: launch with `torchrun --nproc_per_node %d "
-                    "-m txtrayalign train ...` to use them", cfg["train"]["gpus"], cfg["train"]["gpus"])
+    if cfg["gpus"] > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        log.warning("gpus=%d but this is a single process: launch with `torchrun --nproc_per_node %d "
+                    "-m txtrayalign train ...` to use them", cfg["gpus"], cfg["gpus"])
     for p in (args.images_index, args.split, args.sentences, args.sections):
         if p is not None and not Path(p).is_file():
             raise FileNotFoundError(f"input not found: {p}")

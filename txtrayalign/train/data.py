@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 
 from txtrayalign.images.shards import ShardReader
+from txtrayalign.tables import read_table
+from txtrayalign.utils import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +43,21 @@ class PairData:
     reader: ShardReader  # lazy per-process HDF5 handles
 
 
-def _require(df: pd.DataFrame, columns: list[str], path: Path) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
-
-
 def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None, sections_path: Path | None,
                text_mode: str) -> PairData:
     """Join the split, the shard index and the study texts; drop (and count) images without either."""
-    split = pd.read_parquet(split_path)
-    _require(split, ["subject_id", "study_id", "dicom_id", "split"], split_path)
+    split = read_table(split_path, "split", ["subject_id", "study_id", "dicom_id", "split"])
     reader = ShardReader(images_index)
     if text_mode == "sentences":
         if sentences_path is None:
             raise ValueError("text_mode 'sentences' needs --sentences")
-        sent = pd.read_parquet(sentences_path, columns=None)
-        _require(sent, ["study_id", "sentence"], sentences_path)
+        sent = read_table(sentences_path, "sentences", ["study_id", "sentence"])
         sent = sent[sent["sentence"].astype(str).str.strip() != ""]
         grouped = sent.groupby("study_id", sort=False)["sentence"].agg(list)
     else:
         if sections_path is None:
             raise ValueError("text_mode 'section' needs --sections")
-        sec = pd.read_parquet(sections_path, columns=["study_id", "train_text"])
+        sec = read_table(sections_path, "sections", ["study_id", "train_text"])
         sec = sec[sec["train_text"].fillna("").astype(str).str.strip() != ""]
         grouped = sec.drop_duplicates("study_id").set_index("study_id")["train_text"].map(lambda t: [str(t)])
     study_to_text = {int(s): i for i, s in enumerate(grouped.index)}
@@ -88,6 +81,40 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
         )
     log.info("pairs per split: %s", {k: len(v) for k, v in tables.items()})
     return PairData(tables, texts, reader)
+
+
+def text_input(text_mode: str, sentences_path: Path | None, sections_path: Path | None) -> tuple[str, Path | None]:
+    """The text file a run of this mode reads: ("sentences", path) or ("sections", path)."""
+    return ("sentences", sentences_path) if text_mode == "sentences" else ("sections", sections_path)
+
+
+SHARD_SAMPLE_ROWS = 4  # images per shard read for the fingerprint (first, last and two between)
+
+
+def shards_fingerprint(images_index: Path) -> str:
+    """A cheap fingerprint of the images a run reads: the merged index, and per shard its settings
+    attributes (size, resize mode, window, source, code version), its dicom_id list, the shape and
+    dtype of its images, its size in bytes and a few sampled images. No pass over the pixel data."""
+    import hashlib
+
+    import h5py
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(file_digest(images_index).encode())
+    shards = sorted(read_table(images_index, "image_shard_index", ["shard"])["shard"].astype(str).unique())
+    for name in shards:
+        path = Path(images_index).parent / name
+        h.update(f"{name}:{path.stat().st_size}".encode())
+        with h5py.File(path, "r") as f:
+            for key in sorted(f.attrs):
+                h.update(f"{key}={f.attrs[key]!s}".encode())
+            images = f["images"]
+            h.update(f"{images.shape}{images.dtype}".encode())
+            h.update(np.asarray(f["dicom_id"][()]).astype(bytes).tobytes())
+            if len(images):
+                for row in sorted({int(r) for r in np.linspace(0, len(images) - 1, SHARD_SAMPLE_ROWS)}):
+                    h.update(np.ascontiguousarray(images[row]).tobytes())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- augmentation on uint8

@@ -1,13 +1,13 @@
 # Helpers shared by the rules: validated config, experiments, paths, code fingerprints.
-import copy
 import json
 import sys
 from pathlib import Path
 
 import yaml
 
-from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
 
+from txtrayalign import settings
 from txtrayalign.constants import GROUPS
 from txtrayalign.utils import code_fingerprint
 
@@ -27,43 +27,26 @@ def _retype_command_line(overrides, cfg):
 
 
 _retype_command_line(workflow.config_settings.config, config)
-validate(config, schema="../schemas/config.schema.yaml")
-
-
-def _merge(base, override):
-    """Deep-merge `override` into a copy of `base` (dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+# One schema with its defaults (txtrayalign/config.schema.yaml), shared with `txtrayalign train`:
+# a misspelt key or a wrong value stops here, naming the key (experiments.<name>.train.epoch).
+try:
+    settings.check_config(config)
+    config.update(settings.with_defaults(config))
+    EXPERIMENTS = settings.resolve_experiments(config)
+except settings.ConfigError as e:
+    raise WorkflowError(str(e)) from None
 
 
 DATASET = config["dataset"]
-SYNTH = DATASET.get("synthetic", {})
+SYNTH = DATASET["synthetic"]
 DATA_ROOT = Path(DATASET["root"])
 RESULTS = Path(config["results"]) / DATASET["name"]
-EXPERIMENTS = {
-    name: _merge(config["defaults"], overrides) for name, overrides in config["experiments"].items()
-}
-for _name, _exp in EXPERIMENTS.items():
-    if _exp["subset"] not in config["splits"]["subsets"]:
-        raise ValueError(
-            f"config: experiments.{_name}.subset = {_exp['subset']!r} is not one of "
-            f"splits.subsets ({', '.join(config['splits']['subsets'])})"
-        )
-    if config["summary"]["k"] not in _exp["evaluation"]["k"]:
-        raise ValueError(
-            f"config: summary.k = {config['summary']['k']} is not in experiments.{_name}.evaluation.k"
-        )
-# Encoder names, weights and models checked without data (pretrained branch: txtrayalign.train.encoders)
+# Encoder names, weights and models checked without data: one line per missing or misspelt model.
 from txtrayalign.train.encoders import experiment_problems, problems_report
 
 _encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({**_exp, "name": _name})]
 if _encoder_problems:
-    raise ValueError("config: " + problems_report(_encoder_problems))
+    raise WorkflowError("config: " + problems_report(_encoder_problems))
 
 SHARDS = (
     GROUPS
@@ -75,16 +58,21 @@ SHARDS = (
     ]
 )
 
-# Fingerprints of the code behind each stage: a change reruns that stage and what follows it.
+# Fingerprints of the code behind each stage: every txtrayalign module the stage's command imports
+# (its import closure, package data such as the labeller's phrase files included). A change reruns
+# that stage and what follows it.
 CODE = {
-    "synth": code_fingerprint("synth", "constants.py"),
-    "index": code_fingerprint("index.py", "constants.py"),
-    "images": code_fingerprint("images"),
-    "text": code_fingerprint("text"),
-    "label": code_fingerprint("chexpert"),
-    "split": code_fingerprint("splits.py"),
-    "train": code_fingerprint("train"),
-    "evaluate": code_fingerprint("evaluate"),
+    stage: code_fingerprint(module)
+    for stage, module in {
+        "synth": "txtrayalign.synth.cli",
+        "index": "txtrayalign.index",
+        "images": "txtrayalign.images.cli",
+        "text": "txtrayalign.text.cli",
+        "label": "txtrayalign.chexpert.cli",
+        "split": "txtrayalign.splits",
+        "train": "txtrayalign.train.cli",
+        "evaluate": "txtrayalign.evaluate.cli",
+    }.items()
 }
 
 
@@ -98,7 +86,7 @@ def bench_path(rule_name, *parts):
 
 def synth_outputs():
     """The dataset tables, when the pipeline writes the synthetic dataset itself."""
-    if not SYNTH.get("enabled", False):
+    if not SYNTH["enabled"]:
         return []
     return [DATA_ROOT / "cxr-record-list.csv.gz", DATA_ROOT / "mimic-cxr-2.0.0-chexpert.csv.gz"]
 
@@ -116,10 +104,8 @@ def experiment(wildcards):
 
 
 def experiment_json(wildcards):
-    """The experiment's resolved model and training settings, as the `train` command reads them."""
-    exp = EXPERIMENTS[wildcards.exp]
-    keys = ("image_encoder", "text_encoder", "embed_dim", "train")
-    return json.dumps({"name": wildcards.exp, **{k: exp[k] for k in keys}}, sort_keys=True)
+    """The experiment's resolved training settings (GPUs included), as the `train` command reads them."""
+    return json.dumps(settings.training_settings(EXPERIMENTS[wildcards.exp], wildcards.exp), sort_keys=True)
 
 
 def summary_outputs():

@@ -10,11 +10,11 @@ rule synth:
         synth_outputs(),
     params:
         root=DATA_ROOT,
-        studies=SYNTH.get("studies", 1200),
-        seed=SYNTH.get("seed", 0),
-        format=SYNTH.get("format", "jpg"),
-        image_size=SYNTH.get("image_size", 256),
-        faults="--faults" if SYNTH.get("faults", False) else "",
+        studies=SYNTH["studies"],
+        seed=SYNTH["seed"],
+        format=SYNTH["format"],
+        image_size=SYNTH["image_size"],
+        faults="--faults" if SYNTH["faults"] else "",
         code=CODE["synth"],
     threads: 8
     resources:
@@ -42,7 +42,7 @@ rule index:
         problems=RESULTS / "index" / "problems.parquet",
     params:
         root=DATA_ROOT,
-        format=DATASET.get("format", "auto"),
+        format=DATASET["format"],
         table=" ".join(  # format table: the file and its column names
             [f"--table {shlex.quote(DATASET['table']['file'])}"]
             + [shlex.quote(f"--column={r}={c}") for r, c in DATASET["table"].get("columns", {}).items()]
@@ -71,7 +71,7 @@ rule split:
         RESULTS / "splits" / "{subset}.parquet",
     params:
         fraction=lambda w: config["splits"]["subsets"][w.subset],
-        seed=config["splits"].get("seed", 0),
+        seed=config["splits"]["seed"],
         code=CODE["split"],
     resources:
         mem_mb=2000,

@@ -104,7 +104,7 @@ rule evaluate_experiment:
         wider=lambda w: evaluate_options(
             evaluation(w), config["labels"], config["summary"]["k"], DATASET, DATA_ROOT
         ),
-        code=CODE["evaluate"] + CODE["label"] + code_fingerprint("chexbert"),
+        code=CODE["evaluate"] + CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
     threads: 2
     resources:
         mem_mb=8000,

@@ -18,10 +18,10 @@ rule images:
         group=lambda w: w.shard.split("-")[0],
         part=lambda w: w.shard.split("-")[1].split("of")[0] if "-" in w.shard else 1,
         parts=lambda w: w.shard.split("of")[1] if "-" in w.shard else 1,
-        resize_mode=config["images"].get("resize_mode", "center_crop"),
-        window=config["images"].get("window", "bitdepth"),
-        compression=config["images"].get("compression", "none"),
-        max_skipped=config["images"].get("max_skipped_share", 0.01),
+        resize_mode=config["images"]["resize_mode"],
+        window=config["images"]["window"],
+        compression=config["images"]["compression"],
+        max_skipped=config["images"]["max_skipped_share"],
         code=CODE["images"],
     threads: 4
     resources:

@@ -13,7 +13,7 @@ rule sections:
         problems=RESULTS / "text" / "problems.parquet",
     params:
         root=DATA_ROOT,
-        train_section=config["text"].get("train_section", "impression"),
+        train_section=config["text"]["train_section"],
         code=CODE["text"],
     resources:
         mem_mb=4000,
@@ -41,9 +41,9 @@ rule label:
     params:
         official=(
             f"--official {RESULTS / 'index' / 'labels.csv.gz'}"  # format table: the table's labels
-            if DATASET.get("format") == "table" and config["labels"].get("source", "labeller") == "official"
+            if DATASET["format"] == "table" and config["labels"]["source"] == "official"
             else f"--official {DATA_ROOT / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
-            if config["labels"].get("source", "labeller") == "official"
+            if config["labels"]["source"] == "official"
             else ""
         ),
         code=CODE["label"],
