@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import warnings
 import zlib
 from pathlib import Path
@@ -840,7 +841,7 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     import yaml
 
     from txtrayalign.evaluate.cli import configure_embed, configure_evaluate
-    from txtrayalign.evaluate.rule_args import embed_options, evaluate_options
+    from txtrayalign.evaluate.rule_args import embed_options, evaluate_options, label_options
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
     evaluation = config["defaults"]["evaluation"]
@@ -911,6 +912,7 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
         configure_evaluate, evaluate_options(sens, labels, 5, {"format": "table"}, root), ev_required
     )
     assert args.official_labels is None
+    assert label_options({"labeller": "chexpert"}) == "--labeller chexpert"
 
 
 def test_label_stage_chexbert_labels_become_the_chexbert_rows(embedded, tmp_path):
@@ -932,3 +934,58 @@ def test_label_stage_chexbert_labels_become_the_chexbert_rows(embedded, tmp_path
         "holds chexbert labels"
         in _sensitivity_row(metrics, "chexpert", "chexpert", "negative", "micro")["absent"]
     )
+
+
+def test_label_stage_and_evaluation_with_chexbert_end_to_end(embedded, tmp_path, capsys, monkeypatch):
+    """`txtrayalign label --labeller chexbert` with a tiny CheXbert-layout checkpoint, then the evaluation."""
+    from test_chexbert import save_like_chexbert, tiny_model, write_tokenizer
+
+    from txtrayalign import chexbert
+    from txtrayalign.evaluate.rule_args import label_options
+
+    paths, root = embedded
+    tok = write_tokenizer(tmp_path / "tok")
+    checkpoint = save_like_chexbert(
+        tiny_model(len(chexbert.load_tokenizer(tok)), seed=5), tmp_path / "chexbert.pth"
+    )
+    labels = {
+        "labeller": "chexbert",
+        "chexbert": {"checkpoint": str(checkpoint), "tokenizer": str(tok), "device": "cpu", "batch_size": 4},
+    }
+    out_r, out_s = tmp_path / "labels" / "reports.parquet", tmp_path / "labels" / "sentences.parquet"
+    args = [
+        "label",
+        "--sections",
+        str(paths["sections"]),
+        "--sentences",
+        str(paths["sentences"]),
+        *shlex.split(label_options(labels)),
+        "--out-reports",
+        str(out_r),
+        "--out-sentences",
+        str(out_s),
+    ]
+    assert main(args) == 0
+    model = chexbert.CheXbertLabeller.load(checkpoint, tokenizer=tok, device="cpu")
+    sections = pd.read_parquet(paths["sections"])
+    np.testing.assert_array_equal(
+        pd.read_parquet(out_r)[OBSERVATIONS].to_numpy(), model.label_texts(list(sections["label_text"]))
+    )
+    sentences = pd.read_parquet(paths["sentences"])
+    np.testing.assert_array_equal(
+        pd.read_parquet(out_s)[OBSERVATIONS].to_numpy(), model.label_texts(list(sentences["sentence"]))
+    )
+    eval_paths = {**paths, "report_labels": out_r, "sentence_labels": out_s}
+    out = tmp_path / "eval" / "exp1"
+    extra = ["--report-labels-name", "chexbert", "--sentence-labels-name", "chexbert", "--bootstrap", "0"]
+    assert main(evaluate_args(eval_paths, root / "emb", out, *extra)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    row = _sensitivity_row(metrics, "chexbert", "chexbert", "negative", "micro")
+    assert row["value"] == pytest.approx(metrics["methods"]["model"]["k"]["2"]["micro_f1_all"]["value"])
+
+    monkeypatch.delenv("CHEXBERT_CHECKPOINT", raising=False)
+    capsys.readouterr()
+    missing = [a if a != str(checkpoint) else str(tmp_path / "absent.pth") for a in args]
+    assert main(missing) == 2
+    err = capsys.readouterr().err
+    assert "absent.pth" in err and "CHEXBERT_CHECKPOINT" in err

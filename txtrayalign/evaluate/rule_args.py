@@ -43,6 +43,12 @@ def chexbert_options(labels: dict) -> str:
     return " ".join(options)
 
 
+def label_options(labels: dict) -> str:
+    """The label stage's `--labeller` (labels.labeller), with the CheXbert options when it is chexbert."""
+    labeller = labels.get("labeller", "chexpert")
+    return f"--labeller {labeller}" + (f" {chexbert_options(labels)}" if labeller == "chexbert" else "")
+
+
 def official_labels_option(dataset: dict, data_root: str | Path) -> str:
     """`--official-labels` with MIMIC-CXR's own table when the dataset folder holds it (raw data, there
     before the run, so the decision is stable); none for a table dataset, whose labels the index stage
@@ -69,8 +75,9 @@ def evaluate_options(
     options.append(f"--reference-section {shlex.quote(reference)}")
     if tm.get("bertscore_model"):
         options.append(f"--bertscore-model {shlex.quote(str(tm['bertscore_model']))}")
-    name = "official" if labels.get("source", "labeller") == "official" else "chexpert"
-    options.append(f"--report-labels-name {name}")
+    labeller = labels.get("labeller", "chexpert")
+    name = "official" if labels.get("source", "labeller") == "official" else labeller
+    options.append(f"--report-labels-name {name} --sentence-labels-name {labeller}")
     if _enabled(evaluation, "sensitivity"):
         options.append(chexbert_options(labels))
         official = official_labels_option(dataset or {}, data_root)
