@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import warnings
 import zlib
 from pathlib import Path
@@ -85,13 +86,17 @@ def build_fixture(root: Path) -> dict[str, Path]:
         for p, text in enumerate(sentences):
             sent_rows.append((sid, subject_id, study_id, split, "impression", p, text))
             sid += 1
-        sec_rows.append((subject_id, study_id, split, " ".join(sentences), " ".join(sentences)))
+        # the impression: the last two sentences; study 13 (a test study) has none
+        impression = "" if s == 13 else " ".join(sentences[-2:])
+        sec_rows.append((subject_id, study_id, split, " ".join(sentences), " ".join(sentences), impression))
     split_df = pd.DataFrame(rows, columns=["subject_id", "study_id", "dicom_id", "split"])
     sentences = pd.DataFrame(
         sent_rows,
         columns=["sentence_id", "subject_id", "study_id", "split", "section", "position", "sentence"],
     )
-    sections = pd.DataFrame(sec_rows, columns=["subject_id", "study_id", "split", "label_text", "train_text"])
+    sections = pd.DataFrame(
+        sec_rows, columns=["subject_id", "study_id", "split", "label_text", "train_text", "impression"]
+    )
     report_labels = pd.DataFrame(_labels(rng, len(splits), 0.5), columns=OBSERVATIONS)
     report_labels.insert(0, "study_id", 50_000_000 + np.arange(len(splits)))
     report_labels.insert(0, "subject_id", 10_000_000 + np.arange(len(splits)))
@@ -548,3 +553,439 @@ def test_non_finite_embeddings_are_rejected(embedded, tmp_path):
             paths["sentences"],
             max_k=1,
         )
+
+
+# --- the wider evaluation (issue 15): zero-shot, text metrics, report level, labeller sensitivity ----
+
+
+@pytest.fixture(scope="module")
+def evaluated(embedded, tmp_path_factory) -> tuple[dict[str, Path], Path, Path, dict]:
+    paths, root = embedded
+    out = tmp_path_factory.mktemp("wider") / "eval" / "exp1"
+    assert main(evaluate_args(paths, root / "emb", out)) == 0
+    return paths, root, out, json.loads((out / "metrics.json").read_text())
+
+
+def _top(pred: pd.DataFrame, k: int) -> pd.DataFrame:
+    return pred.sort_values(["dicom_id", "rank"]).groupby("dicom_id", sort=False).head(k)
+
+
+def _by_query(values: pd.Series, dicom_ids: np.ndarray) -> np.ndarray:
+    return values.loc[list(dicom_ids)].to_numpy()
+
+
+def test_zeroshot_auroc_through_the_cli_equals_scikit_learn(evaluated):
+    from sklearn.metrics import roc_auc_score
+
+    from txtrayalign.evaluate.zeroshot import default_prompts
+
+    paths, root, out, metrics = evaluated
+    with h5py.File(root / "emb" / "bank.h5") as f:
+        prompt_emb = f["prompt_embeddings"][()]
+        assert json.loads(f.attrs["prompts"]) == {k: list(v) for k, v in default_prompts().items()}
+    texts = [p for o in OBSERVATIONS for p in default_prompts()[o]]  # what the embed stage had to embed
+    expected = FakeModel().encode_texts(texts).numpy().reshape(len(OBSERVATIONS), 2, DIM)
+    np.testing.assert_allclose(prompt_emb, expected, rtol=1e-5, atol=1e-6)
+
+    q = read_queries(root / "emb" / "queries.h5")
+    img = q.embeddings / np.linalg.norm(q.embeddings, axis=1, keepdims=True)
+    txt = prompt_emb / np.linalg.norm(prompt_emb, axis=2, keepdims=True)
+    sims = np.einsum("nd,opd->nop", img, txt)
+    prob = np.exp(sims[..., 0]) / np.exp(sims).sum(axis=2)  # softmax over (positive, negative)
+    labels = pd.read_parquet(paths["report_labels"]).set_index("study_id").loc[q.study_id, OBSERVATIONS]
+    labels = labels.to_numpy(float)
+    got = metrics["zeroshot"]
+    assert got["settings"]["uncertain"] == "exclude" and got["settings"]["blank"] == "negative"
+    values = []
+    for j, o in enumerate(OBSERVATIONS):
+        keep = labels[:, j] != -1  # uncertain left out, blank negative
+        y = (labels[keep, j] == 1).astype(int)
+        if 0 < y.sum() < y.size:
+            values.append(roc_auc_score(y, prob[keep, j]))
+            assert got["auroc"][o]["value"] == pytest.approx(values[-1]), o
+            assert got["auroc"][o]["ci_low"] <= got["auroc"][o]["ci_high"]
+        else:
+            assert got["auroc"][o]["value"] is None, o
+    assert len(values) >= 3 and got["mean"]["value"] == pytest.approx(np.mean(values))
+    assert (out / "zeroshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_text_metrics_and_report_level_retrieval_equal_a_direct_computation(evaluated):
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+    from rouge_score import rouge_scorer
+
+    from txtrayalign.evaluate.textmetrics import tokenize
+
+    paths, root, out, metrics = evaluated
+    assert metrics["summary_k"] == 2 and metrics["reference_section"] == "impression"
+    pred = pd.read_parquet(out / "predictions.parquet")
+    sections = pd.read_parquet(paths["sections"]).set_index("study_id")
+    q = read_queries(root / "emb" / "queries.h5")
+    refs = sections.loc[q.study_id, "impression"].to_numpy()
+    valid = np.array([bool(r.strip()) for r in refs])
+    assert 0 < valid.sum() < len(valid)  # study 13 has no impression: left out
+    hyps = _by_query(_top(pred, 2).groupby("dicom_id", sort=False)["text"].agg(" ".join), q.dicom_id)
+    bleu4 = corpus_bleu(
+        [[tokenize(r)] for r in refs[valid]],
+        [tokenize(h) for h in hyps[valid]],
+        smoothing_function=SmoothingFunction().method1,
+    )
+    text = metrics["methods"]["model"]["text_similarity"]["2"]
+    assert text["bleu4"]["value"] == pytest.approx(bleu4)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    rouge = np.mean(
+        [scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(refs[valid], hyps[valid], strict=True)]
+    )
+    assert text["rouge_l"]["value"] == pytest.approx(rouge)
+    assert text["bertscore_f1"]["value"] is None and "absent" in text["bertscore_f1"]
+    assert set(metrics["methods"]["random"]["text_similarity"]) == {"2"}  # the summary k only
+
+    # report level: the nearest bank impression by cosine, its study's labels, the hit metrics by hand
+    with h5py.File(root / "emb" / "bank.h5") as f:
+        r_emb, r_study = f["report_embeddings"][()], f["report_study_id"][()]
+        assert f.attrs["report_section"] == "impression"
+    split = pd.read_parquet(paths["split"])
+    bank_studies = set(split.loc[split["split"].isin(["train", "validate"]), "study_id"])
+    bank_texts = sections.loc[sorted(bank_studies), "impression"]
+    assert len(r_study) == bank_texts[bank_texts.str.strip() != ""].nunique()
+    sims = (q.embeddings / np.linalg.norm(q.embeddings, axis=1, keepdims=True)) @ (
+        r_emb / np.linalg.norm(r_emb, axis=1, keepdims=True)
+    ).T
+    top = r_study[sims.argmax(axis=1)]
+    study_labels = pd.read_parquet(paths["report_labels"]).set_index("study_id")[OBSERVATIONS]
+    ql, rl = study_labels.loc[q.study_id].to_numpy(float), study_labels.loc[top].to_numpy(float)
+    hits = ((ql == rl) & ~np.isnan(ql)).sum(axis=1)
+    level = metrics["methods"]["model"]["report_level"]["1"]
+    assert level["flat_hit"]["value"] == pytest.approx((hits > 0).mean())
+    kept = (~np.isnan(ql)).any(axis=1) & (~np.isnan(rl)).any(axis=1)
+    recall = (hits / np.maximum((~np.isnan(ql)).sum(axis=1), 1))[kept].mean()
+    assert level["recall"]["value"] == pytest.approx(recall)
+    retrieved = sections.loc[top, "impression"].to_numpy()
+    rouge = np.mean(
+        [scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(refs[valid], retrieved[valid], strict=True)]
+    )
+    assert level["rouge_l"]["value"] == pytest.approx(rouge)
+    assert set(metrics["methods"]["oracle"]["report_level"]) == {"1"}
+    assert (
+        level["flat_hit"]["value"] <= metrics["methods"]["oracle"]["report_level"]["1"]["flat_hit"]["value"]
+    )
+
+
+def _sensitivity_row(metrics: dict, truth: str, retrieved: str, uncertain: str, averaging: str) -> dict:
+    rows = [
+        r
+        for r in metrics["label_sensitivity"]["rows"]
+        if (r["truth"], r["retrieved"], r["uncertain"], r["averaging"])
+        == (truth, retrieved, uncertain, averaging)
+    ]
+    assert len(rows) == 1, (truth, retrieved, uncertain, averaging)
+    return rows[0]
+
+
+@pytest.mark.parametrize("query_labels", ["report", "sentence_max"])
+def test_sensitivity_rows_agree_with_the_single_labeller_metrics(embedded, tmp_path, query_labels):
+    from sklearn.metrics import f1_score
+
+    from txtrayalign.evaluate.evaluation import aggregate_sentence_labels, sentence_max_labels
+
+    paths, root = embedded
+    out = tmp_path / "eval" / "exp1"
+    assert main(evaluate_args(paths, root / "emb", out, "--query-labels", query_labels)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    own = "chexpert" if query_labels == "report" else "chexpert-sentence-max"
+    at2 = metrics["methods"]["model"]["k"]["2"]
+    for averaging, name in (("micro", "micro_f1_all"), ("macro", "macro_f1_all")):
+        row = _sensitivity_row(metrics, own, "chexpert", "negative", averaging)
+        assert row["value"] == pytest.approx(at2[name]["value"]) and not row["absent"]
+        assert row["ci_low"] == pytest.approx(at2[name]["ci_low"])
+        assert row["ci_high"] == pytest.approx(at2[name]["ci_high"])
+    # uncertain as positive, both truth rules, against scikit-learn on the labels written out again
+    pred = _top(pd.read_parquet(out / "predictions.parquet"), 2)
+    q = read_queries(root / "emb" / "queries.h5")
+    retrieved = np.stack(
+        [
+            aggregate_sentence_labels(g[OBSERVATIONS].to_numpy(np.float32)[None])[0]
+            for _, g in pred.set_index("dicom_id").loc[list(q.dicom_id)].groupby(level=0, sort=False)
+        ]
+    )
+    truths = {
+        "chexpert": pd.read_parquet(paths["report_labels"]),
+        "chexpert-sentence-max": sentence_max_labels(
+            pd.read_parquet(paths["sentence_labels"]), pd.read_parquet(paths["sentences"])
+        ),
+    }
+    for name, table in truths.items():
+        truth = table.set_index("study_id").reindex(q.study_id)[OBSERVATIONS].to_numpy(float)
+        t, p = np.isin(truth, (1, -1)), np.isin(retrieved, (1, -1))
+        for averaging in ("micro", "macro"):
+            expected = f1_score(t, p, average=averaging, zero_division=0)
+            assert _sensitivity_row(metrics, name, "chexpert", "positive", averaging)[
+                "value"
+            ] == pytest.approx(expected), (name, averaging)
+    for truth in ("chexbert", "official"):
+        row = _sensitivity_row(
+            metrics, truth, "chexpert" if truth == "official" else "chexbert", "negative", "micro"
+        )
+        assert row["value"] is None and row["absent"]
+    assert "checkpoint" in _sensitivity_row(metrics, "chexbert", "chexbert", "positive", "micro")["absent"]
+
+
+def test_official_labels_and_chexbert_fill_their_rows(embedded, tmp_path):
+    from test_chexbert import save_like_chexbert, tiny_model, write_tokenizer
+
+    from txtrayalign import chexbert
+    from txtrayalign.evaluate.label_sensitivity import f1_arrays, f1_statistic, positives
+
+    paths, root = embedded
+    tok = write_tokenizer(tmp_path / "tok")
+    checkpoint = save_like_chexbert(
+        tiny_model(len(chexbert.load_tokenizer(tok)), seed=3), tmp_path / "chexbert.pth"
+    )
+    official = pd.read_parquet(paths["report_labels"]).copy()
+    official[OBSERVATIONS] = np.where(official[OBSERVATIONS].isna(), 0.0, official[OBSERVATIONS])
+    official.to_parquet(tmp_path / "official.parquet")
+    out = tmp_path / "eval" / "exp1"
+    extra = [
+        "--chexbert-checkpoint",
+        str(checkpoint),
+        "--chexbert-tokenizer",
+        str(tok),
+        "--chexbert-device",
+        "cpu",
+        "--official-labels",
+        str(tmp_path / "official.parquet"),
+        "--bootstrap",
+        "0",
+    ]
+    assert main(evaluate_args(paths, root / "emb", out, *extra)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert not any(r["absent"] for r in metrics["label_sensitivity"]["rows"])
+    q = read_queries(root / "emb" / "queries.h5")
+    pred = _top(pd.read_parquet(out / "predictions.parquet"), 2)
+    texts = _by_query(pred.groupby("dicom_id", sort=False)["text"].agg(" ".join), q.dicom_id)
+    labeller = chexbert.CheXbertLabeller.load(checkpoint, tokenizer=tok, device="cpu")
+    retrieved = labeller.label_texts(list(texts))
+    truth = labeller.label_texts(
+        list(pd.read_parquet(paths["sections"]).set_index("study_id").loc[q.study_id, "label_text"])
+    )
+    for uncertain in ("positive", "negative"):
+        expected = f1_statistic(
+            {
+                k: v.sum(axis=0)[None]
+                for k, v in f1_arrays(positives(truth, uncertain), positives(retrieved, uncertain)).items()
+            }
+        )
+        for averaging in ("micro", "macro", "example"):
+            got = _sensitivity_row(metrics, "chexbert", "chexbert", uncertain, averaging)["value"]
+            assert got == pytest.approx(float(expected[averaging][0])), (uncertain, averaging)
+    # the official table is ours with blanks made negative: positives unchanged, so every row equals ours
+    for uncertain in ("positive", "negative"):
+        for averaging in ("micro", "macro", "example"):
+            ours = _sensitivity_row(metrics, "chexpert", "chexpert", uncertain, averaging)["value"]
+            got = _sensitivity_row(metrics, "official", "chexpert", uncertain, averaging)["value"]
+            assert got == pytest.approx(ours), (uncertain, averaging)
+
+
+def test_summary_shows_the_wider_sections(evaluated, tmp_path):
+    paths, root, out, metrics = evaluated
+    csv, md = tmp_path / "summary.csv", tmp_path / "summary.md"
+    assert (
+        main(
+            [
+                "summarize",
+                "--metrics",
+                str(out / "metrics.json"),
+                "--k",
+                "2",
+                "--out-csv",
+                str(csv),
+                "--out-md",
+                str(md),
+            ]
+        )
+        == 0
+    )
+    text = md.read_text()
+    for heading in (
+        "## Zero-shot classification",
+        "## Text similarity at k=2",
+        "## Report-level retrieval",
+        "## Labeller sensitivity",
+    ):
+        assert heading in text, heading
+    mean = metrics["zeroshot"]["mean"]
+    assert f"| **mean (14)** | {mean['value']:.3f} [{mean['ci_low']:.3f}, {mean['ci_high']:.3f}] |" in text
+    bleu4 = metrics["methods"]["model"]["text_similarity"]["2"]["bleu4"]
+    assert (
+        "| model | " in text
+        and f"{bleu4['value']:.3f} [{bleu4['ci_low']:.3f}, {bleu4['ci_high']:.3f}]" in text
+    )
+    assert "| chexbert | chexbert | positive | absent | absent | absent |" in text
+    row = _sensitivity_row(metrics, "chexpert", "chexpert", "negative", "micro")
+    assert f"| chexpert | chexpert | negative | {row['value']:.3f} [" in text
+    level = metrics["methods"]["model"]["report_level"]["1"]
+    assert f"| exp1 | model | 1 | {level['flat_hit']['value']:.3f} [" in text
+    table = pd.read_csv(csv).set_index("method")
+    assert table.loc["model", "zeroshot_mean_auroc"] == pytest.approx(mean["value"], abs=1e-6)
+    assert np.isnan(table.loc["random", "zeroshot_mean_auroc"])
+    for method in ("model", "random", "oracle"):
+        expected = metrics["methods"][method]["text_similarity"]["2"]["rouge_l"]["value"]
+        assert table.loc[method, "rouge_l"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_rule_options_from_the_config_reach_the_commands(tmp_path):
+    """The options evaluate.smk builds from the config keys parse, and land on the settings they name."""
+    import argparse
+    import shlex
+
+    import yaml
+
+    from txtrayalign.evaluate.cli import configure_embed, configure_evaluate
+    from txtrayalign.evaluate.rule_args import embed_options, evaluate_options, label_options
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    evaluation = config["defaults"]["evaluation"]
+
+    def parse(configure, options: str, required: list[str]) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        configure(parser)
+        return parser.parse_args([*required, *shlex.split(options)])
+
+    emb_required = [
+        f"--{a}=x"
+        for a in ("model-dir", "images-index", "split", "sentences", "sections", "out-queries", "out-bank")
+    ]
+    ev_required = [
+        f"--{a}=x" for a in ("queries", "bank", "report-labels", "sentence-labels", "sentences", "out-dir")
+    ]
+    args = parse(configure_embed, embed_options(evaluation), emb_required)
+    assert json.loads(args.prompts) == {} and args.report_section == "impression"
+    args = parse(configure_evaluate, evaluate_options(evaluation, config["labels"], 2), ev_required)
+    assert (args.summary_k, args.report_k, args.reference_section) == (2, [1], "impression")
+    assert not args.no_zeroshot and not args.no_sensitivity and args.chexbert_checkpoint is None
+    assert (args.zeroshot_uncertain, args.zeroshot_blank, args.report_labels_name) == (
+        "exclude",
+        "negative",
+        "chexpert",
+    )
+
+    changed = {
+        **evaluation,
+        "zeroshot": {
+            "enabled": True,
+            "prompts": {"Edema": ["edema's there", "no edema"]},
+            "uncertain": "positive",
+        },
+        "report_retrieval": {"enabled": False},
+        "text_metrics": {
+            "enabled": True,
+            "reference_section": "findings",
+            "bertscore_model": "/m/roberta large",
+        },
+        "sensitivity": {"enabled": False},
+    }
+    labels = {"source": "official", "chexbert": {"checkpoint": "/c/chexbert.pth", "batch_size": 8}}
+    args = parse(configure_embed, embed_options(changed), emb_required)
+    assert (
+        json.loads(args.prompts) == {"Edema": ["edema's there", "no edema"]} and args.report_section == "none"
+    )
+    args = parse(configure_evaluate, evaluate_options(changed, labels, 5), ev_required)
+    assert (
+        args.report_k == []
+        and args.reference_section == "findings"
+        and args.bertscore_model == "/m/roberta large"
+    )
+    assert (
+        args.zeroshot_uncertain == "positive"
+        and args.no_sensitivity
+        and args.report_labels_name == "official"
+    )
+    sens = {**changed, "sensitivity": {"enabled": True}}
+    args = parse(configure_evaluate, evaluate_options(sens, labels, 5), ev_required)
+    assert args.chexbert_checkpoint == "/c/chexbert.pth" and args.chexbert_batch_size == 8
+    root = tmp_path / "mimic"
+    root.mkdir()
+    (root / "mimic-cxr-2.0.0-chexpert.csv.gz").write_bytes(b"")
+    args = parse(configure_evaluate, evaluate_options(sens, labels, 5, {"format": "auto"}, root), ev_required)
+    assert args.official_labels == str(root / "mimic-cxr-2.0.0-chexpert.csv.gz")
+    args = parse(
+        configure_evaluate, evaluate_options(sens, labels, 5, {"format": "table"}, root), ev_required
+    )
+    assert args.official_labels is None
+    assert label_options({"labeller": "chexpert"}) == "--labeller chexpert"
+
+
+def test_label_stage_chexbert_labels_become_the_chexbert_rows(embedded, tmp_path):
+    """With the label stage's labels from CheXbert, the evaluation's own figure is the chexbert row."""
+    paths, root = embedded
+    out = tmp_path / "eval" / "exp1"
+    extra = ["--report-labels-name", "chexbert", "--sentence-labels-name", "chexbert"]
+    assert main(evaluate_args(paths, root / "emb", out, *extra)) == 0  # --report-labeller sentence-labels
+    metrics = json.loads((out / "metrics.json").read_text())
+    own = metrics["methods"]["model"]["k"]["2"]
+    for averaging, name in (("micro", "micro_f1_all"), ("macro", "macro_f1_all")):
+        row = _sensitivity_row(metrics, "chexbert", "chexbert", "negative", averaging)
+        assert not row["absent"] and row["value"] == pytest.approx(own[name]["value"])
+    assert (
+        _sensitivity_row(metrics, "chexbert-sentence-max", "chexbert", "positive", "micro")["value"]
+        is not None
+    )
+    assert (
+        "holds chexbert labels"
+        in _sensitivity_row(metrics, "chexpert", "chexpert", "negative", "micro")["absent"]
+    )
+
+
+def test_label_stage_and_evaluation_with_chexbert_end_to_end(embedded, tmp_path, capsys, monkeypatch):
+    """`txtrayalign label --labeller chexbert` with a tiny CheXbert-layout checkpoint, then the evaluation."""
+    from test_chexbert import save_like_chexbert, tiny_model, write_tokenizer
+
+    from txtrayalign import chexbert
+    from txtrayalign.evaluate.rule_args import label_options
+
+    paths, root = embedded
+    tok = write_tokenizer(tmp_path / "tok")
+    checkpoint = save_like_chexbert(
+        tiny_model(len(chexbert.load_tokenizer(tok)), seed=5), tmp_path / "chexbert.pth"
+    )
+    labels = {
+        "labeller": "chexbert",
+        "chexbert": {"checkpoint": str(checkpoint), "tokenizer": str(tok), "device": "cpu", "batch_size": 4},
+    }
+    out_r, out_s = tmp_path / "labels" / "reports.parquet", tmp_path / "labels" / "sentences.parquet"
+    args = [
+        "label",
+        "--sections",
+        str(paths["sections"]),
+        "--sentences",
+        str(paths["sentences"]),
+        *shlex.split(label_options(labels)),
+        "--out-reports",
+        str(out_r),
+        "--out-sentences",
+        str(out_s),
+    ]
+    assert main(args) == 0
+    model = chexbert.CheXbertLabeller.load(checkpoint, tokenizer=tok, device="cpu")
+    sections = pd.read_parquet(paths["sections"])
+    np.testing.assert_array_equal(
+        pd.read_parquet(out_r)[OBSERVATIONS].to_numpy(), model.label_texts(list(sections["label_text"]))
+    )
+    sentences = pd.read_parquet(paths["sentences"])
+    np.testing.assert_array_equal(
+        pd.read_parquet(out_s)[OBSERVATIONS].to_numpy(), model.label_texts(list(sentences["sentence"]))
+    )
+    eval_paths = {**paths, "report_labels": out_r, "sentence_labels": out_s}
+    out = tmp_path / "eval" / "exp1"
+    extra = ["--report-labels-name", "chexbert", "--sentence-labels-name", "chexbert", "--bootstrap", "0"]
+    assert main(evaluate_args(eval_paths, root / "emb", out, *extra)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    row = _sensitivity_row(metrics, "chexbert", "chexbert", "negative", "micro")
+    assert row["value"] == pytest.approx(metrics["methods"]["model"]["k"]["2"]["micro_f1_all"]["value"])
+
+    monkeypatch.delenv("CHEXBERT_CHECKPOINT", raising=False)
+    capsys.readouterr()
+    missing = [a if a != str(checkpoint) else str(tmp_path / "absent.pth") for a in args]
+    assert main(missing) == 2
+    err = capsys.readouterr().err
+    assert "absent.pth" in err and "CHEXBERT_CHECKPOINT" in err

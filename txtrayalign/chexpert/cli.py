@@ -52,13 +52,32 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--official", default=None, help="optional mimic-cxr-2.0.0-chexpert.csv.gz: take "
                         "report labels from it; studies missing there are labelled here (and logged)")
     parser.add_argument("--workers", type=int, default=1, help="labelling processes [1]")
+    parser.add_argument("--labeller", choices=["chexpert", "chexbert"], default="chexpert",
+                        help="chexpert: ours (CheXpert-compatible rules); chexbert: CheXbert, needs its "
+                        "checkpoint (--chexbert-checkpoint or $CHEXBERT_CHECKPOINT) [chexpert]")
+    parser.add_argument("--chexbert-checkpoint", default=None, help="chexbert.pth (with --labeller chexbert)")
+    parser.add_argument("--chexbert-tokenizer", default=None, help="local bert-base-uncased tokenizer folder")
+    parser.add_argument("--chexbert-batch-size", type=int, default=32, help="CheXbert texts per pass [32]")
+    parser.add_argument("--chexbert-device", default=None, help="CheXbert device [cuda when available]")
     parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def _text_labeller(args: argparse.Namespace):
+    """texts, desc -> (N, 14) labels with the chosen labeller (each distinct text labelled once)."""
+    if args.labeller == "chexbert":
+        from txtrayalign.chexbert import CheXbertLabeller
+
+        model = CheXbertLabeller.load(args.chexbert_checkpoint, tokenizer=args.chexbert_tokenizer,
+                                      device=args.chexbert_device, batch_size=args.chexbert_batch_size)
+        return lambda texts, desc: model.label_texts(texts)
+    return lambda texts, desc: label_unique(texts, args.workers, desc=desc)
 
 
 def run_label(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    label = _text_labeller(args)
     sections = pd.read_parquet(args.sections, columns=None)
     _require(sections, ["subject_id", "study_id", "label_text"], args.sections)
     sentences = pd.read_parquet(args.sentences)
@@ -76,18 +95,18 @@ def run_label(args: argparse.Namespace) -> int:
         if missing.any():
             log.warning("%d studies are not in %s; labelling them here (first: %s)", int(missing.sum()),
                         args.official, reports.loc[missing, "study_id"].head(5).tolist())
-            merged.loc[missing, OBSERVATIONS] = label_unique(
-                [t for t, m in zip(texts, missing, strict=True) if m], args.workers, desc="label reports")
+            merged.loc[missing, OBSERVATIONS] = label(
+                [t for t, m in zip(texts, missing, strict=True) if m], "label reports")
         reports = merged
     else:
-        reports[OBSERVATIONS] = label_unique(texts, args.workers, desc="label reports")
+        reports[OBSERVATIONS] = label(texts, "label reports")
     empty = sum(1 for t in texts if not t.strip())
     if empty:
         log.info("%d studies have no text to label (all labels blank)", empty)
 
     sentence_labels = sentences[["sentence_id", "study_id"]].reset_index(drop=True).copy()
-    sentence_labels[OBSERVATIONS] = label_unique(sentences["sentence"].fillna("").astype(str).tolist(),
-                                                 args.workers, desc="label sentences")
+    sentence_labels[OBSERVATIONS] = label(sentences["sentence"].fillna("").astype(str).tolist(),
+                                          "label sentences")
     for table in (reports, sentence_labels):
         table[OBSERVATIONS] = table[OBSERVATIONS].astype("float64")
     write_parquet_atomic(reports, args.out_reports)

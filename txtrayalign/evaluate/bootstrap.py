@@ -106,3 +106,19 @@ def point_and_interval_many(
             out[metric] = entry
         results.append(out)
     return results
+
+
+def interval_cell(value, low=None, high=None, digits: int = 3) -> str:
+    """`value [low, high]` for a markdown table; `value` alone without an interval, `n/a` without a value."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if low is None or (isinstance(low, float) and np.isnan(low)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def entry_cell(entry: dict | None, digits: int = 3) -> str:
+    """`interval_cell` of one `point_and_interval` entry ({"value", "ci_low", "ci_high"}); n/a when None."""
+    if not entry:
+        return "n/a"
+    return interval_cell(entry.get("value"), entry.get("ci_low"), entry.get("ci_high"), digits)

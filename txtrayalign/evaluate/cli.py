@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
+from txtrayalign.errors import InputError
 from txtrayalign.utils import setup_logging
 
 from . import EvaluationInputError
@@ -50,6 +52,18 @@ def configure_embed(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
     parser.add_argument(
+        "--prompts",
+        default="{}",
+        help='zero-shot prompt overrides as JSON, {"Observation": ["positive", "negative"]} '
+        "(default: CheXzero's pairs, see evaluate/zeroshot.py)",
+    )
+    parser.add_argument(
+        "--report-section",
+        default="impression",
+        help="section of sections.parquet whose bank-split texts form the report bank of report-level "
+        "retrieval (CXR-RePaiR); 'none': no report bank [impression]",
+    )
+    parser.add_argument(
         "--dtype", choices=["float16", "float32"], default="float16", help="stored embedding type"
     )
     parser.add_argument("--batch-size", type=int, default=256, help="images or sentences per forward pass")
@@ -75,8 +89,17 @@ def run_embed(args: argparse.Namespace) -> int:
     from txtrayalign.train import load_model
 
     from .embed import embed_all, open_image_reader, read_table, select_inputs, write_bank, write_queries
+    from .zeroshot import resolve_prompts
 
     try:
+        try:
+            overrides = json.loads(args.prompts)
+        except json.JSONDecodeError as exc:
+            raise EvaluationInputError(f"--prompts: not valid JSON ({exc})") from exc
+        if not isinstance(overrides, dict):
+            raise EvaluationInputError(f"--prompts: expected a JSON object, got {args.prompts!r}")
+        prompts = resolve_prompts(overrides)
+        report_section = None if args.report_section.lower() in ("", "none") else args.report_section
         paths = {
             "split": args.split,
             "images_index": args.images_index,
@@ -99,16 +122,19 @@ def run_embed(args: argparse.Namespace) -> int:
             max_queries=args.max_queries,
             paths=paths,
             views=views,
+            prompts=prompts,
+            report_section=report_section,
         )
-    except EvaluationInputError as exc:
+    except (EvaluationInputError, InputError) as exc:
         log.error("%s", exc)
         return 2
     device = _device(args.device)
     log.info(
-        "embedding %d query images, %d bank sentences, %d query reports on %s",
+        "embedding %d query images, %d bank sentences, %d query reports, %s bank reports on %s",
         len(inputs.queries),
         len(inputs.bank),
         len(inputs.reports),
+        "no" if inputs.report_bank is None else len(inputs.report_bank),
         device,
     )
     try:
@@ -181,6 +207,37 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         "sentences' own labels (fast approximation)",
     )
     parser.add_argument(
+        "--summary-k", type=int, default=None,
+        help="the k of the text metrics and the labeller-sensitivity table (default: 2 when evaluated, "
+        "else the smallest k)",
+    )
+    wider = parser.add_argument_group("wider evaluation (issue 15)")
+    wider.add_argument("--no-zeroshot", action="store_true", help="skip zero-shot AUROC")
+    wider.add_argument("--zeroshot-uncertain", choices=["exclude", "positive", "negative"], default="exclude",
+                       help="zero-shot targets: uncertain (-1) labels left out or counted as one class [exclude]")
+    wider.add_argument("--zeroshot-blank", choices=["negative", "exclude"], default="negative",
+                       help="zero-shot targets: unmentioned observations negative or left out [negative]")
+    wider.add_argument("--report-k", type=int, nargs="*", default=[1],
+                       help="report-level retrieval cut-offs (none given: skipped) [1]")
+    wider.add_argument("--reference-section", default="impression",
+                       help="section of --sections the text metrics compare against; 'none': no text metrics "
+                       "[impression]")
+    wider.add_argument("--bertscore-model", default=None, help="local folder of a BERTScore model (else absent)")
+    wider.add_argument("--no-sensitivity", action="store_true", help="skip the labeller-sensitivity table")
+    wider.add_argument("--report-labels-name", choices=["chexpert", "chexbert", "official"], default="chexpert",
+                       help="what --report-labels holds: our labeller's, CheXbert's or the dataset's labels "
+                       "[chexpert]")
+    wider.add_argument("--sentence-labels-name", choices=["chexpert", "chexbert"], default="chexpert",
+                       help="the labeller of --sentence-labels [chexpert]")
+    wider.add_argument("--official-labels", default=None,
+                       help="the dataset's own study labels (parquet or its CSV): the official truth rows")
+    wider.add_argument("--chexbert-checkpoint", default=None,
+                       help="chexbert.pth: CheXbert rows of the sensitivity table (default $CHEXBERT_CHECKPOINT; "
+                       "none: rows marked absent)")
+    wider.add_argument("--chexbert-tokenizer", default=None, help="local bert-base-uncased tokenizer folder")
+    wider.add_argument("--chexbert-batch-size", type=int, default=32, help="CheXbert reports per pass [32]")
+    wider.add_argument("--chexbert-device", default=None, help="CheXbert device [cuda when available]")
+    parser.add_argument(
         "--out-dir", required=True, help="eval/<exp>: metrics.json, predictions.parquet, plots, gallery"
     )
     parser.add_argument("--experiment", default=None, help="experiment name (default: the name of --out-dir)")
@@ -197,6 +254,22 @@ def _labeller(choice: str):
     except (ImportError, EvaluationInputError) as exc:
         log.warning("CheXpert labeller unavailable (%s): combining sentence labels instead", exc)
         return None
+
+
+def _chexbert(args: argparse.Namespace):
+    """A CheXbert labeller of texts, or the reason there is none (no checkpoint configured)."""
+    import os
+
+    from txtrayalign.chexbert import CHECKPOINT_ENV
+
+    checkpoint = args.chexbert_checkpoint or os.environ.get(CHECKPOINT_ENV)
+    if not checkpoint:
+        return f"no CheXbert checkpoint (labels.chexbert.checkpoint, --chexbert-checkpoint or ${CHECKPOINT_ENV})"
+    from txtrayalign.chexbert import CheXbertLabeller
+
+    labeller = CheXbertLabeller.load(checkpoint, tokenizer=args.chexbert_tokenizer, device=args.chexbert_device,
+                                     batch_size=args.chexbert_batch_size)
+    return labeller.label_texts
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -221,11 +294,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
             experiment=args.experiment or Path(args.out_dir).name,
             query_labels=args.query_labels,
             sections_path=args.sections,
+            reference_section=None if args.reference_section.lower() in ("", "none") else args.reference_section,
+            official_labels_path=args.official_labels,
+            report_labels_name=args.report_labels_name,
+            sentence_labels_name=args.sentence_labels_name,
         )
+        report_k = _ks(args.report_k) if args.report_k else []
         result = evaluate(
-            inputs, ks, n_boot=args.bootstrap, seed=args.seed, labeller=_labeller(args.report_labeller)
+            inputs,
+            ks,
+            n_boot=args.bootstrap,
+            seed=args.seed,
+            labeller=_labeller(args.report_labeller),
+            summary_k=args.summary_k,
+            zeroshot=None if args.no_zeroshot else {"uncertain": args.zeroshot_uncertain, "blank": args.zeroshot_blank},
+            report_ks=report_k,
+            text_similarity=args.reference_section.lower() not in ("", "none"),
+            bertscore_model=args.bertscore_model,
+            sensitivity=not args.no_sensitivity,
+            chexbert=None if args.no_sensitivity else _chexbert(args),
         )
-    except (EvaluationInputError, argparse.ArgumentTypeError) as exc:
+    except (EvaluationInputError, InputError, argparse.ArgumentTypeError) as exc:
         log.error("%s", exc)
         return 2
     result.metrics["sample"] = args.sample

@@ -7,12 +7,16 @@ Files (see docs/design.md):
   for exact-pair retrieval. Studies without report text are left out of the report set (logged).
 - bank.h5: `embeddings` (M, D), `sentence_id` (M,), `text_count` (M,): how many sentences of the bank
   splits' reports have that exact text (also with `--no-dedupe`, where every row is kept), used by the
-  most-frequent-sentences baseline.
+  most-frequent-sentences baseline. Also `prompt_embeddings` (14, 2, D): each observation's positive and
+  negative zero-shot prompt (`zeroshot`; the prompts as JSON in attr `prompts`), and, when a report
+  section is given, the report bank of report-level retrieval (`report_retrieval.report_bank`):
+  `report_embeddings` (R, D), `report_study_id` (R,), `report_text_count` (R,), attr `report_section`.
 Both carry attrs `model_dir`, `experiment`, `dtype`. Written atomically; no pickles.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +30,8 @@ import torch
 from txtrayalign.utils import atomic_path, progress
 
 from . import EvaluationInputError
+from .report_retrieval import report_bank
+from .zeroshot import prompt_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,9 @@ class EmbedInputs:
     queries: pd.DataFrame  # dicom_id, study_id, view
     bank: pd.DataFrame  # sentence_id, sentence, text_count
     reports: pd.DataFrame  # study_id, text
+    prompts: dict[str, tuple[str, str]] | None = None  # observation -> (positive, negative) prompt
+    report_bank: pd.DataFrame | None = None  # study_id, text, text_count (report-level retrieval)
+    report_section: str | None = None
 
 
 def select_inputs(
@@ -94,6 +103,8 @@ def select_inputs(
     max_queries: int | None = None,
     paths: dict[str, str] | None = None,
     views: pd.DataFrame | None = None,
+    prompts: dict[str, tuple[str, str]] | None = None,
+    report_section: str | None = None,
 ) -> EmbedInputs:
     """Choose the query images, the sentence bank and the query reports.
 
@@ -104,6 +115,9 @@ def select_inputs(
       split table's) is in `bank_splits`; with `dedupe`, one row per exact text keeping the lowest
       sentence_id, with the number of sentences sharing that text.
     - reports: `train_text` of each query study (empty or missing text: left out).
+    - prompts: the zero-shot prompts to embed (None: none).
+    - report_bank: with `report_section` (a column of `sections`), the bank studies' texts of that
+      section, one row per exact text (`report_retrieval.report_bank`).
     """
     paths = paths or {}
     q = split.loc[split["split"] == query_split].copy()
@@ -167,7 +181,19 @@ def select_inputs(
     reports = pd.DataFrame(
         {"study_id": report_ids[has_text.to_numpy()], "text": texts[has_text].astype(str).to_numpy()}
     )
-    return EmbedInputs(queries=queries, bank=bank, reports=reports)
+    r_bank = None
+    if report_section:
+        if "split" in sections.columns:
+            bank_studies = sections.loc[sections["split"].isin(list(bank_splits)), "study_id"]
+        else:
+            bank_studies = split.loc[split["split"].isin(list(bank_splits)), "study_id"]
+        r_bank = report_bank(
+            sections, report_section, bank_studies.unique(), where=paths.get("sections", "sections")
+        )
+    return EmbedInputs(
+        queries=queries, bank=bank, reports=reports, prompts=prompts, report_bank=r_bank,
+        report_section=report_section,
+    )
 
 
 def _autocast(device: torch.device):
@@ -219,6 +245,18 @@ def embed_all(
     q_ids = inputs.queries["dicom_id"].tolist()
     out = {
         "queries": encode_in_batches(q_ids, images, batch_size, "embed images", np_dtype),
+        **(
+            {"prompts": prompt_embeddings(lambda t: encode_in_batches(t, texts, batch_size, "embed prompts",
+                                                                       np.float32), inputs.prompts)}
+            if inputs.prompts is not None
+            else {}
+        ),
+        **(
+            {"report_bank": encode_in_batches(inputs.report_bank["text"].tolist(), texts, batch_size,
+                                              "embed report bank", np_dtype)}
+            if inputs.report_bank is not None
+            else {}
+        ),
         "bank": encode_in_batches(
             inputs.bank["sentence"].astype(str).tolist(), texts, batch_size, "embed sentences", np_dtype
         ),
@@ -253,6 +291,14 @@ def write_bank(path: str | Path, inputs: EmbedInputs, emb: dict[str, np.ndarray]
         f.create_dataset("embeddings", data=emb["bank"])
         f.create_dataset("sentence_id", data=inputs.bank["sentence_id"].to_numpy(np.int64))
         f.create_dataset("text_count", data=inputs.bank["text_count"].to_numpy(np.int64))
+        if "prompts" in emb:
+            f.create_dataset("prompt_embeddings", data=emb["prompts"].astype(np.float32))
+            f.attrs["prompts"] = json.dumps({k: list(v) for k, v in inputs.prompts.items()})
+        if "report_bank" in emb:
+            f.create_dataset("report_embeddings", data=emb["report_bank"])
+            f.create_dataset("report_study_id", data=inputs.report_bank["study_id"].to_numpy(np.int64))
+            f.create_dataset("report_text_count", data=inputs.report_bank["text_count"].to_numpy(np.int64))
+            f.attrs["report_section"] = inputs.report_section
         f.attrs.update(attrs)
 
 
@@ -273,6 +319,12 @@ class Bank:
     sentence_id: np.ndarray
     text_count: np.ndarray | None
     attrs: dict
+    prompt_embeddings: np.ndarray | None = None  # (14, 2, D)
+    prompts: dict[str, list[str]] | None = None
+    report_embeddings: np.ndarray | None = None  # (R, D): the report bank
+    report_study_id: np.ndarray | None = None
+    report_text_count: np.ndarray | None = None
+    report_section: str | None = None
 
 
 def _need(f: h5py.File, name: str, path: str | Path) -> np.ndarray:
@@ -312,9 +364,18 @@ def read_queries(path: str | Path) -> QuerySet:
 
 def read_bank(path: str | Path) -> Bank:
     with _open(path) as f:
+        has_reports = "report_embeddings" in f
         return Bank(
             embeddings=_need(f, "embeddings", path),
             sentence_id=_need(f, "sentence_id", path).astype(np.int64),
             text_count=f["text_count"][()].astype(np.int64) if "text_count" in f else None,
-            attrs=dict(f.attrs),
+            attrs={k: v for k, v in f.attrs.items() if k != "prompts"},
+            prompt_embeddings=f["prompt_embeddings"][()] if "prompt_embeddings" in f else None,
+            prompts=json.loads(f.attrs["prompts"]) if "prompts" in f.attrs else None,
+            report_embeddings=f["report_embeddings"][()] if has_reports else None,
+            report_study_id=_need(f, "report_study_id", path).astype(np.int64) if has_reports else None,
+            report_text_count=f["report_text_count"][()].astype(np.int64)
+            if "report_text_count" in f
+            else None,
+            report_section=str(f.attrs.get("report_section")) if has_reports else None,
         )

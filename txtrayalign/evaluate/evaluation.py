@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from . import EvaluationInputError
 from .baselines import most_frequent, oracle_retrieval, random_ranks, random_retrieval
 from .bootstrap import point_and_interval_many, resample_counts
 from .embed import read_bank, read_queries, read_table
+from .label_sensitivity import sensitivity_table
 from .metrics import (
     exact_pair_arrays,
     exact_pair_statistic,
@@ -33,8 +34,10 @@ from .metrics import (
     report_generation_arrays,
     report_generation_statistic,
 )
+from .report_retrieval import joined_sentences, reference_texts, retrieve_reports, retrieved_texts
 from .retrieval import rank_of_targets, topk_similarity
-from .textmetrics import bleu_arrays, bleu_statistic
+from .textmetrics import TextCache, bleu_arrays, bleu_statistic, text_metrics
+from .zeroshot import zeroshot_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ METHODS = ("model", "random", "most_frequent", "oracle")
 QUERY_LABELS = ("report", "sentence_max")
 # Each random draw gets its own stream, (seed, stream id), so that e.g. the bootstrap resamples are
 # not correlated with the random baseline's draws although both come from the one --seed.
-STREAMS = {"sample": 1, "random": 2, "bootstrap": 3, "random_ranks": 4}
+STREAMS = {"sample": 1, "random": 2, "bootstrap": 3, "random_ranks": 4, "random_reports": 5}
 
 
 def stream_seed(seed: int, stream: str) -> list[int]:
@@ -75,6 +78,24 @@ class EvalInputs:
     experiment: str = ""
     query_labels_from: str = "report"  # one of QUERY_LABELS
     query_reports: np.ndarray | None = None  # each query's report text (BLEU reference); None: no BLEU
+    # zero-shot: (14, 2, D) prompt embeddings from bank.h5 and their prompts; None: not embedded
+    prompt_embeddings: np.ndarray | None = None
+    prompts: dict | None = None
+    # report-level retrieval: the report bank of bank.h5 with each report's text and its study's labels
+    report_bank_embeddings: np.ndarray | None = None
+    report_bank_study_id: np.ndarray | None = None
+    report_bank_text: np.ndarray | None = None
+    report_bank_labels: np.ndarray | None = None
+    report_bank_text_count: np.ndarray | None = None
+    report_section: str | None = None
+    # text metrics: each query's reference section text ("" where it has none) and the mask of those with one
+    reference_texts: np.ndarray | None = None
+    reference_valid: np.ndarray | None = None
+    reference_section: str | None = None
+    # labeller sensitivity: truth labels of the query studies by labeller name, or why they are absent
+    truth_labels: dict[str, np.ndarray | str] = field(default_factory=dict)
+    query_label_texts: np.ndarray | None = None  # each query's label_text (what a text labeller reads)
+    sentence_labels_from: str = "chexpert"  # the labeller of the sentence labels (TEXT_LABELLERS)
 
 
 def _labels_by_id(
@@ -129,6 +150,10 @@ def load_inputs(
     experiment: str | None = None,
     query_labels: str = "report",
     sections_path: str | Path | None = None,
+    reference_section: str | None = None,
+    official_labels_path: str | Path | None = None,
+    report_labels_name: str = "chexpert",
+    sentence_labels_name: str = "chexpert",
 ) -> EvalInputs:
     """Read and cross-check the evaluation inputs; `sample` keeps that many queries (seeded).
 
@@ -136,6 +161,15 @@ def load_inputs(
     `report_labels_path`, "sentence_max" aggregates `sentence_labels_path` (`sentence_max_labels`;
     a query study without sentences then has no labels and the metrics skip it). `sections_path`
     (text/sections.parquet) gives each query's report text (`train_text`) for BLEU; None: no BLEU.
+
+    Also read, for the wider evaluation: the prompt embeddings and the report bank of `bank_path` when
+    the embed stage wrote them (report texts from `sections_path`, each report's labels its study's row
+    of `report_labels_path`, blank when absent); `reference_section`, the column of `sections_path`
+    the text metrics compare against; the truth labels of the labeller-sensitivity table:
+    `report_labels_name` (what `report_labels_path` holds: "chexpert" or "chexbert", the label stage's
+    labeller, or "official" when it took the dataset's table), `<sentence_labels_name>-sentence-max`
+    (`sentence_max_labels` of the sentence labels, labelled by `sentence_labels_name`) and `official`
+    from `official_labels_path` (parquet or the official CSV; None: absent).
     """
     if query_labels not in QUERY_LABELS:
         raise EvaluationInputError(f"query labels must be one of {list(QUERY_LABELS)}, got {query_labels!r}")
@@ -174,13 +208,38 @@ def load_inputs(
         sentences_path, ["sentence_id", "sentence", *(["study_id"] if query_labels == "sentence_max" else [])]
     )
     study_id = qs.study_id[rows]
+    sent_max: np.ndarray | str = (
+        _query_label_rows(sentence_max_labels(sentence_labels, sentences), study_id)
+        if "study_id" in sentences.columns
+        else f"{sentences_path} has no study_id column"
+    )
     if query_labels == "sentence_max":
-        q_labels = _query_label_rows(sentence_max_labels(sentence_labels, sentences), study_id)
+        q_labels = sent_max
+        report_truth = _query_label_rows(report_labels, study_id)
     else:
-        q_labels = _labels_by_id(
+        q_labels = report_truth = _labels_by_id(
             report_labels, "study_id", study_id, str(report_labels_path), "query study ids", str(queries_path)
         )
-    query_reports = None
+    if report_labels_name not in REPORT_LABELLERS or sentence_labels_name not in TEXT_LABELLERS:
+        raise EvaluationInputError(
+            f"report labels from one of {list(REPORT_LABELLERS)} and sentence labels from one of "
+            f"{list(TEXT_LABELLERS)}, got {report_labels_name!r} and {sentence_labels_name!r}"
+        )
+    truth: dict[str, np.ndarray | str] = {
+        report_labels_name: report_truth,
+        f"{sentence_labels_name}-sentence-max": sent_max,
+    }
+    if report_labels_name != "chexpert":
+        truth["chexpert"] = f"{report_labels_path} holds {report_labels_name} labels (labels of the label stage)"
+    if "official" not in truth:
+        truth["official"] = (
+            _query_label_rows(read_official_labels(official_labels_path), study_id)
+            if official_labels_path
+            else "no official label table (the dataset's own labels) given"
+        )
+    truth = {name: truth[name] for name in sorted(truth, key=_truth_order)}
+    query_reports = sections = None
+    reference = reference_valid = label_texts = None
     if sections_path is not None:
         sections = read_table(sections_path, ["study_id", "train_text"])
         texts = sections.drop_duplicates("study_id").set_index("study_id")["train_text"]
@@ -191,6 +250,36 @@ def load_inputs(
                 f"(first: {list(missing[:5])})"
             )
         query_reports = texts.loc[study_id].fillna("").astype(str).to_numpy(dtype=object)
+        if reference_section:
+            ref, reference_valid = reference_texts(sections, study_id, reference_section, str(sections_path))
+            reference = np.asarray(ref, dtype=object)
+        if "label_text" in sections.columns:
+            by_study = sections.drop_duplicates("study_id").set_index("study_id")["label_text"]
+            label_texts = by_study.loc[study_id].fillna("").astype(str).to_numpy(dtype=object)
+    rb: dict = {}
+    if bank.report_embeddings is not None and sections is not None:
+        section = bank.report_section or "impression"
+        column = sections.drop_duplicates("study_id").set_index("study_id")
+        if section not in column.columns:
+            raise EvaluationInputError(f"{bank_path}: report bank of section {section!r} but {sections_path} has no such column")
+        missing = pd.Index(bank.report_study_id).difference(column.index)
+        if len(missing):
+            raise EvaluationInputError(
+                f"{len(missing)} report bank study ids of {bank_path} are absent from {sections_path} "
+                f"(first: {list(missing[:5])}): embeddings and sections come from different runs?"
+            )
+        rb = {
+            "report_bank_embeddings": bank.report_embeddings,
+            "report_bank_study_id": bank.report_study_id,
+            "report_bank_text": column.loc[bank.report_study_id, section].fillna("").astype(str).to_numpy(object),
+            "report_bank_labels": _query_label_rows(report_labels, bank.report_study_id),
+            "report_bank_text_count": bank.report_text_count
+            if bank.report_text_count is not None
+            else np.ones(bank.report_study_id.shape[0], np.int64),
+            "report_section": section,
+        }
+    elif bank.report_embeddings is not None:
+        log.warning("%s holds a report bank but no sections table was given: report-level retrieval skipped", bank_path)
     b_labels = _labels_by_id(
         sentence_labels,
         "sentence_id",
@@ -235,7 +324,40 @@ def load_inputs(
         experiment=name,
         query_labels_from=query_labels,
         query_reports=query_reports,
+        prompt_embeddings=bank.prompt_embeddings,
+        prompts=bank.prompts,
+        reference_texts=reference,
+        reference_valid=reference_valid,
+        reference_section=reference_section if reference is not None else None,
+        truth_labels=truth,
+        query_label_texts=label_texts,
+        sentence_labels_from=sentence_labels_name,
+        **rb,
     )
+
+
+REPORT_LABELLERS = ("chexpert", "chexbert", "official")
+TEXT_LABELLERS = ("chexpert", "chexbert")
+TRUTH_ORDER = ("chexpert", "chexpert-sentence-max", "chexbert", "chexbert-sentence-max", "official")
+
+
+def _truth_order(name: str) -> int:
+    return TRUTH_ORDER.index(name) if name in TRUTH_ORDER else len(TRUTH_ORDER)
+
+
+def read_official_labels(path: str | Path) -> pd.DataFrame:
+    """A study label table (study_id + the 14 observations): parquet, or a CSV as the dataset ships it."""
+    p = Path(path)
+    if not p.is_file():
+        raise EvaluationInputError(f"official label table not found: {p}")
+    if p.suffix == ".parquet":
+        return read_table(p, ["study_id", *OBSERVATIONS])
+    from txtrayalign.chexpert.cli import read_official
+
+    try:
+        return read_official(str(p))
+    except ValueError as exc:
+        raise EvaluationInputError(str(exc)) from exc
 
 
 def aggregate_sentence_labels(retrieved_labels: np.ndarray) -> np.ndarray:
@@ -285,10 +407,6 @@ class EvalResult:
     inputs: EvalInputs
 
 
-def _joined(texts: np.ndarray, index: np.ndarray, k: int) -> list[str]:
-    return [" ".join(row) for row in texts[index[:, :k]]]
-
-
 def evaluate(
     inputs: EvalInputs,
     ks: Sequence[int],
@@ -297,15 +415,42 @@ def evaluate(
     labeller: Labeller | None = None,
     query_chunk: int = 2048,
     key_chunk: int = 16384,
+    summary_k: int | None = None,
+    zeroshot: Mapping | None = None,
+    report_ks: Sequence[int] | None = (1,),
+    text_similarity: bool = True,
+    bertscore_model: str | None = None,
+    sensitivity: bool = True,
+    chexbert: Labeller | str | None = None,
 ) -> EvalResult:
     """Retrieve with the model and the baselines and compute every metric with bootstrap intervals.
 
     `labeller` labels the concatenated retrieved sentences for the report-generation metrics; None
     uses `aggregate_sentence_labels` (recorded in metrics.json as the report labeller).
+
+    The wider evaluation (all with the one bootstrap resample matrix):
+    - `zeroshot` ({"uncertain", "blank"}; None: skipped): zero-shot AUROC of the 14 observations from the
+      prompt embeddings of bank.h5 against the query labels (`zeroshot.zeroshot_evaluation`).
+    - `text_similarity`: BLEU-1..4, ROUGE-L (and BERTScore with `bertscore_model`) of every method's
+      top-`summary_k` sentences against the query's reference section (`textmetrics.text_metrics`);
+      only at `summary_k` (default: 2 when evaluated, else the smallest k), as it costs a library call
+      per query.
+    - `report_ks` (None or empty: skipped): report-level retrieval (CXR-RePaiR) from the report bank of
+      bank.h5 for every method (random reports, the most frequent report, the label oracle over the
+      report labels), the hit and report-generation metrics on the retrieved reports' labels and the
+      text metrics of the retrieved reports.
+    - `sensitivity`: the labeller-sensitivity table of the model's top-`summary_k` sentences
+      (`label_sensitivity.sensitivity_table`): truth labellers of `inputs.truth_labels` (plus CheXbert),
+      retrieved-text labels of the report-generation metrics (`chexpert`) and of `chexbert` (a labeller
+      of texts, or the reason it is absent).
     """
     ks = sorted(set(int(k) for k in ks))
     if not ks or ks[0] < 1:
         raise EvaluationInputError(f"k values must be positive, got {ks}")
+    if summary_k is None:
+        summary_k = 2 if 2 in ks else ks[0]
+    if summary_k not in ks:
+        raise EvaluationInputError(f"summary k={summary_k} is not one of the evaluated k {ks}")
     max_k = ks[-1]
     n, m = inputs.query_embeddings.shape[0], inputs.bank_embeddings.shape[0]
     if n == 0:
@@ -329,7 +474,7 @@ def evaluate(
 
     text_labels: dict[str, np.ndarray] = {}
     if labeller is not None:
-        texts = [t for idx in retrieved.values() for k in ks for t in _joined(inputs.bank_text, idx, k)]
+        texts = [t for idx in retrieved.values() for k in ks for t in joined_sentences(inputs.bank_text, idx, k)]
         log.info("labelling %d distinct retrieved-sentence reports", len(set(texts)))
         text_labels = label_unique(texts, labeller)
 
@@ -337,6 +482,7 @@ def evaluate(
     groups: list[tuple[dict[str, np.ndarray], Callable]] = []
     slots: list[tuple[str, str | None]] = []  # (method, k) per group pair; k None = exact pair
     per_obs: dict[str, dict[str, dict[str, float]]] = {}
+    predicted_at: dict[str, np.ndarray] = {}  # method -> report labels of its top-summary_k sentences
     for method, idx in retrieved.items():
         per_obs[method] = {}
         for k in ks:
@@ -344,7 +490,7 @@ def evaluate(
             if labeller is None:
                 predicted = aggregate_sentence_labels(r_labels)
             else:
-                predicted = np.stack([text_labels[t] for t in _joined(inputs.bank_text, idx, k)])
+                predicted = np.stack([text_labels[t] for t in joined_sentences(inputs.bank_text, idx, k)])
             hits = hit_arrays(inputs.query_labels, r_labels)
             groups.append((hits, hit_statistic))
             groups.append(
@@ -360,6 +506,8 @@ def evaluate(
                 )
                 slots.append((method, str(k)))
             per_obs[method][str(k)] = f1_by_observation(inputs.query_labels, predicted)
+            if k == summary_k:
+                predicted_at[method] = predicted
 
     ranks = own_report_ranks(inputs)
     n_reports = inputs.report_embeddings.shape[0]
@@ -376,12 +524,61 @@ def evaluate(
             "no query report embeddings in %s: exact-pair retrieval skipped", inputs.paths.get("queries")
         )
 
+    report_level = _report_level_groups(inputs, report_ks, seed, labeller)
+    for method, k, arrays, statistic in report_level["groups"]:
+        groups.append((arrays, statistic))
+        slots.append((method, f"report:{k}"))
+
     methods: dict[str, dict] = {method: {"k": {str(k): {} for k in ks}} for method in retrieved}
     for (method, k), result in zip(slots, point_and_interval_many(groups, counts), strict=True):
         if k is None:
             methods[method]["exact_pair"] = result
+        elif k.startswith("report:"):
+            methods[method].setdefault("report_level", {}).setdefault(k[len("report:"):], {}).update(result)
         else:
             methods[method]["k"][k].update(result)
+
+    cache = TextCache()  # tokens and n-grams of each distinct text, shared by every method
+    if text_similarity and inputs.reference_texts is not None:
+        log.info("text metrics of the top-%d sentences against the %s section", summary_k, inputs.reference_section)
+        for method, idx in retrieved.items():
+            methods[method]["text_similarity"] = {
+                str(summary_k): _text_metrics(
+                    joined_sentences(inputs.bank_text, idx, summary_k), inputs, counts, bertscore_model, cache
+                )
+            }
+    elif text_similarity:
+        log.warning("no reference section given: text similarity metrics skipped")
+    if text_similarity and inputs.reference_texts is not None:
+        for method, k, texts in report_level["texts"]:
+            methods[method]["report_level"][str(k)].update(
+                _text_metrics(texts, inputs, counts, bertscore_model, cache)
+            )
+
+    zeroshot_result = None
+    if zeroshot is not None and inputs.prompt_embeddings is not None:
+        zeroshot_result = zeroshot_evaluation(
+            inputs.query_embeddings.astype(np.float32),
+            inputs.query_labels,
+            prompt_emb=inputs.prompt_embeddings,
+            prompts=inputs.prompts,
+            uncertain=zeroshot.get("uncertain", "exclude"),
+            blank=zeroshot.get("blank", "negative"),
+            counts=counts,
+            n_boot=0,
+        )
+        zeroshot_result["settings"]["labels"] = inputs.query_labels_from
+    elif zeroshot is not None:
+        log.warning("%s holds no prompt embeddings (embedded by an older version?): zero-shot skipped",
+                    inputs.paths.get("bank"))
+
+    sensitivity_result = None
+    if sensitivity:
+        # the report-generation labels of the retrieved text: the text labeller's (ours), else the
+        # combined sentence labels, whose labeller is the label stage's
+        name = "chexpert" if labeller is not None else inputs.sentence_labels_from
+        sensitivity_result = _sensitivity(inputs, retrieved["model"], predicted_at["model"], summary_k,
+                                          counts, chexbert, name)
 
     metrics = {
         "experiment": inputs.experiment,
@@ -397,6 +594,11 @@ def evaluate(
         "bleu": "original (nltk sentence_bleu, weights 0.5/0.5)"
         if inputs.query_reports is not None
         else None,
+        "summary_k": int(summary_k),
+        "report_section": inputs.report_section if report_level["ks"] else None,
+        "report_k": report_level["ks"],
+        "n_report_bank": 0 if inputs.report_bank_embeddings is None else int(inputs.report_bank_embeddings.shape[0]),
+        "reference_section": inputs.reference_section if text_similarity else None,
         "report_labeller": "aggregate_sentence_labels"
         if labeller is None
         else getattr(labeller, "__module__", "labeller") + "." + getattr(labeller, "__name__", "labeller"),
@@ -404,7 +606,104 @@ def evaluate(
         "methods": methods,
         "f1_by_observation": per_obs,
     }
+    if zeroshot_result is not None:
+        metrics["zeroshot"] = zeroshot_result
+    if sensitivity_result is not None:
+        metrics["label_sensitivity"] = sensitivity_result
     return EvalResult(metrics=metrics, retrieved=retrieved, scores=scores, inputs=inputs)
+
+
+def _text_metrics(hypotheses: list[str], inputs: EvalInputs, counts, bertscore_model, cache: TextCache) -> dict:
+    return text_metrics(
+        hypotheses, list(inputs.reference_texts), inputs.reference_valid, counts=counts, n_boot=0,
+        bertscore_model=bertscore_model, cache=cache,
+    )
+
+
+def _report_level_groups(inputs: EvalInputs, report_ks, seed: int, labeller: Labeller | None) -> dict:
+    """Report-level retrieval for every method: (method, k, per-query arrays, statistic) groups and the
+    retrieved texts per (method, k). A bank report's labels are its study's labels (labels/reports.parquet);
+    the top-k reports for k > 1 are labelled as one report like the sentences (labeller, else aggregated)."""
+    out: dict = {"groups": [], "texts": [], "ks": []}
+    ks = sorted(set(int(k) for k in (report_ks or ())))
+    if not ks:
+        return out
+    if inputs.report_bank_embeddings is None:
+        log.warning("%s holds no report bank (embedded with --report-section none or by an older version): "
+                    "report-level retrieval skipped", inputs.paths.get("bank"))
+        return out
+    n, r = inputs.query_embeddings.shape[0], inputs.report_bank_embeddings.shape[0]
+    k_max = ks[-1]
+    _, model_idx = retrieve_reports(
+        inputs.query_embeddings, inputs.report_bank_embeddings, k_max, inputs.study_id, inputs.report_bank_study_id
+    )
+    retrieved = {
+        "model": model_idx,
+        "random": random_retrieval(n, r, k_max, stream_seed(seed, "random_reports")),
+        "most_frequent": np.broadcast_to(most_frequent(inputs.report_bank_text_count, k_max), (n, k_max)).copy(),
+        "oracle": oracle_retrieval(inputs.query_labels, inputs.report_bank_labels, k_max)[0],
+    }
+    bank = pd.DataFrame({"text": inputs.report_bank_text})
+    joined = {(m, k): retrieved_texts(bank, idx, k) for m, idx in retrieved.items() for k in ks}
+    text_labels = {}
+    if labeller is not None and k_max > 1:
+        text_labels = label_unique([t for (m, k), ts in joined.items() if k > 1 for t in ts], labeller)
+    for method, idx in retrieved.items():
+        for k in ks:
+            r_labels = inputs.report_bank_labels[idx[:, :k]]
+            if k == 1:
+                predicted = r_labels[:, 0]
+            elif labeller is None:
+                predicted = aggregate_sentence_labels(r_labels)
+            else:
+                predicted = np.stack([text_labels[t] for t in joined[(method, k)]])
+            out["groups"].append((method, k, hit_arrays(inputs.query_labels, r_labels), hit_statistic))
+            out["groups"].append(
+                (method, k, report_generation_arrays(inputs.query_labels, predicted), report_generation_statistic)
+            )
+            out["texts"].append((method, k, joined[(method, k)]))
+    out["ks"] = ks
+    log.info("report-level retrieval: %d %s reports, k=%s", r, inputs.report_section, ks)
+    return out
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    rows = table.to_dict("records")
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()} for row in rows]
+
+
+def _sensitivity(inputs: EvalInputs, model_idx: np.ndarray, predicted: np.ndarray, k: int, counts,
+                 chexbert: Labeller | str | None, predicted_by: str = "chexpert") -> dict:
+    """The labeller-sensitivity table of the model's top-k sentences (JSON-ready); `predicted` are the
+    report-generation labels of the retrieved text, by `predicted_by`."""
+    truth = dict(inputs.truth_labels)
+    retrieved: dict[str, np.ndarray | str] = {
+        "chexpert": "the sentence labels are CheXbert's and no CheXpert text labeller ran",
+        predicted_by: predicted,
+    }
+    if chexbert is None or isinstance(chexbert, str):
+        why = chexbert or "no CheXbert checkpoint (labels.chexbert.checkpoint or $CHEXBERT_CHECKPOINT)"
+        retrieved.setdefault("chexbert", why)
+        truth.setdefault("chexbert", why)  # the label stage's CheXbert labels are kept
+    else:
+        if predicted_by != "chexbert":
+            texts = joined_sentences(inputs.bank_text, model_idx, k)
+            log.info("CheXbert: labelling %d retrieved texts", len(texts))
+            retrieved["chexbert"] = np.asarray(chexbert(texts), dtype=np.float32)
+        if isinstance(truth.get("chexbert", ""), str):
+            truth["chexbert"] = (
+                np.asarray(chexbert(list(inputs.query_label_texts)), dtype=np.float32)
+                if inputs.query_label_texts is not None
+                else "no query report texts (sections.parquet label_text) to label"
+            )
+    truth = {name: truth[name] for name in sorted(truth, key=_truth_order)}
+    table = sensitivity_table(truth, retrieved, counts=counts)
+    return {
+        "k": int(k),
+        "method": "model",
+        "query_labels": inputs.query_labels_from,
+        "rows": _records(table),
+    }
 
 
 def own_report_ranks(inputs: EvalInputs) -> np.ndarray:

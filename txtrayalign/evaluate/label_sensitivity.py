@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
-from txtrayalign.evaluate.bootstrap import point_and_interval_many
-from txtrayalign.evaluate.zeroshot import interval_cell
+from txtrayalign.evaluate.bootstrap import interval_cell, point_and_interval_many
 
 TEXT_LABELLERS = ("chexpert", "chexbert")
 UNCERTAIN = ("positive", "negative")

@@ -94,11 +94,25 @@ def model_vs_baselines(metrics: dict, path: Path, k: str | None = None) -> Path:
     return _save(fig, path)
 
 
+def zeroshot_figure(metrics: dict, path: Path) -> Path:
+    """Zero-shot AUROC per observation (`zeroshot.plot_auroc`); a figure saying why when it was skipped."""
+    from .zeroshot import plot_auroc
+
+    if "zeroshot" in metrics:
+        return plot_auroc(metrics["zeroshot"], path, title=f"{metrics['experiment']}: zero-shot AUROC")
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{metrics['experiment']}: zero-shot classification not evaluated\n"
+            "(evaluation.zeroshot.enabled false, or no prompt embeddings in bank.h5)", ha="center", va="center")
+    return _save(fig, path)
+
+
 def write_all(metrics: dict, out_dir: str | Path) -> list[Path]:
-    """The three standard figures of one experiment."""
+    """The standard figures of one experiment."""
     out = Path(out_dir)
     return [
         f1_by_observation(metrics, out / "f1_by_observation.png"),
         precision_recall_vs_k(metrics, out / "precision_recall_vs_k.png"),
         model_vs_baselines(metrics, out / "model_vs_baselines.png"),
+        zeroshot_figure(metrics, out / "zeroshot.png"),
     ]

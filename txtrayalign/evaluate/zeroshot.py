@@ -33,7 +33,7 @@ import pandas as pd
 
 from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
 from txtrayalign.errors import InputError
-from txtrayalign.evaluate.bootstrap import resample_counts
+from txtrayalign.evaluate.bootstrap import entry_cell, resample_counts
 
 PAIR_TEMPLATE: tuple[str, str] = ("{}", "no {}")
 PROMPT_OVERRIDES: dict[str, tuple[str, str]] = {
@@ -289,29 +289,13 @@ def plot_auroc(result: dict, path: str | Path, title: str = "zero-shot AUROC") -
     return Path(path)
 
 
-def interval_cell(value, low=None, high=None, digits: int = 3) -> str:
-    """`value [low, high]` for a markdown table; `value` alone without an interval, `n/a` without a value.
-
-    (The same idea as `summary._cell`; the two merge when the evaluation is wired.)
-    """
-    if value is None or np.isnan(value):
-        return "n/a"
-    if low is None or np.isnan(low):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _cell(entry: dict, digits: int = 3) -> str:
-    return interval_cell(entry["value"], entry["ci_low"], entry["ci_high"], digits)
-
-
 def to_markdown(results: Mapping[str, dict], digits: int = 3) -> str:
     """summary.md section: one row per observation (then the means), one column per experiment/method."""
     names = list(results)
     lines = ["| observation | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     first = results[names[0]]
     for obs in first["auroc"]:
-        lines.append(f"| {obs} | " + " | ".join(_cell(results[n]["auroc"][obs], digits) for n in names) + " |")
+        lines.append(f"| {obs} | " + " | ".join(entry_cell(results[n]["auroc"][obs], digits) for n in names) + " |")
     for key, label in (("mean", "**mean (14)**"), ("mean_top5", "**mean (top 5)**")):
-        lines.append(f"| {label} | " + " | ".join(_cell(results[n][key], digits) for n in names) + " |")
+        lines.append(f"| {label} | " + " | ".join(entry_cell(results[n][key], digits) for n in names) + " |")
     return "\n".join(lines) + "\n"

@@ -1,8 +1,11 @@
 # Embeddings, retrieval evaluation per experiment, and the summary across experiments.
 
+from txtrayalign.evaluate.rule_args import embed_options, evaluate_options
+
 
 rule embed:
-    """Embed the query images and the sentence bank with the experiment's best model."""
+    """Embed the query images, the sentence bank, the zero-shot prompts and the report bank with the
+    experiment's best model."""
     conda:
         "../../envs/train.yaml"
     input:
@@ -23,6 +26,8 @@ rule embed:
         dtype=lambda w: evaluation(w)["dtype"],
         batch_size=lambda w: evaluation(w)["batch_size"],
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        # in params, so that new prompts or another report section re-embed
+        wider=lambda w: embed_options(evaluation(w)),
         code=CODE["evaluate"],
     threads: 2
     resources:
@@ -39,6 +44,7 @@ rule embed:
         " --split {input.split} --sentences {input.sentences} --sections {input.sections}"
         " --query-split {params.query_split} --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
+        " {params.wider}"
         " --out-queries {output.queries} --out-bank {output.bank} --log {log}"
 
 
@@ -75,6 +81,12 @@ rule evaluate_experiment:
             category="Evaluation",
             subcategory="{exp}",
         ),
+        zeroshot=report(
+            RESULTS / "eval" / "{exp}" / "zeroshot.png",
+            caption="../report/zeroshot.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
         gallery=report(
             RESULTS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -89,7 +101,10 @@ rule evaluate_experiment:
         sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
         gallery=lambda w: evaluation(w)["gallery"],
         out_dir=lambda w: RESULTS / "eval" / w.exp,
-        code=CODE["evaluate"] + CODE["label"],
+        wider=lambda w: evaluate_options(
+            evaluation(w), config["labels"], config["summary"]["k"], DATASET, DATA_ROOT
+        ),
+        code=CODE["evaluate"] + CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -104,7 +119,8 @@ rule evaluate_experiment:
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
         " --query-labels {params.query_labels} --k {params.k}"
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
-        " --gallery {params.gallery} --out-dir {params.out_dir} --log {log}"
+        " --gallery {params.gallery} {params.wider}"
+        " --out-dir {params.out_dir} --log {log}"
 
 
 rule summarize:

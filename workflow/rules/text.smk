@@ -1,5 +1,7 @@
 # Reports: sections and sentences, then CheXpert labels for reports and sentences.
 
+from txtrayalign.evaluate.rule_args import label_options
+
 
 rule sections:
     """Report sections, the text to label, the training text and its sentences."""
@@ -29,7 +31,8 @@ rule sections:
 
 
 rule label:
-    """CheXpert labels (1 / 0 / -1 / blank) for every report and every sentence."""
+    """CheXpert-style labels (1 / 0 / -1 / blank) for every report and every sentence, by our labeller
+    or CheXbert (labels.labeller)."""
     conda:
         "../../envs/text.yaml"
     input:
@@ -46,7 +49,8 @@ rule label:
             if config["labels"]["source"] == "official"
             else ""
         ),
-        code=CODE["label"],
+        labeller=label_options(config["labels"]),
+        code=CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
     threads: 4
     resources:
         mem_mb=4000,
@@ -57,5 +61,5 @@ rule label:
         bench_path("label")
     shell:
         "txtrayalign label --sections {input.sections} --sentences {input.sentences}"
-        " {params.official} --workers {threads} --out-reports {output.reports}"
+        " {params.official} {params.labeller} --workers {threads} --out-reports {output.reports}"
         " --out-sentences {output.sentences} --log {log}"

@@ -9,7 +9,7 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 from rouge_score import rouge_scorer
 
-from txtrayalign.evaluate import text_similarity as ts
+from txtrayalign.evaluate import textmetrics as ts
 
 WEIGHTS = [(1.0,), (0.5, 0.5), (1 / 3,) * 3, (0.25,) * 4]
 HYPS = [
@@ -137,3 +137,36 @@ def test_markdown_section() -> None:
     assert md[2].endswith("| absent |")
     assert md[3].startswith("| oracle | 1.000 | 1.000 |")
     assert md[-1].startswith("BERTScore absent: no local BERTScore model folder")
+
+
+def test_counts_and_rouge_equal_the_libraries_on_many_random_texts() -> None:
+    """The shared-cache counts equal nltk's modified_precision and rapidfuzz's LCS gives rouge-score's F."""
+    from nltk.translate.bleu_score import modified_precision
+
+    rng = np.random.default_rng(0)
+    vocab = ["no", "pleural", "effusion", "heart", "is", "normal", ".", ",", "left", "Mild", "edema", "1"]
+    texts = [" ".join(rng.choice(vocab, size=rng.integers(0, 15))) for _ in range(120)]
+    hyps, refs = texts[:60], texts[60:]
+    cache = ts.TextCache()
+    arrays = ts.corpus_bleu_arrays(hyps, refs, cache=cache)
+    for q, (h, r) in enumerate(zip(hyps, refs, strict=True)):
+        for n in range(1, 5):
+            p = modified_precision([ts.tokenize(r)], ts.tokenize(h), n)
+            assert (arrays[f"match_{n}"][q], arrays[f"total_{n}"][q]) == (p.numerator, p.denominator) or (
+                p.numerator == 0 and arrays[f"match_{n}"][q] == 0
+            ), (h, r, n)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = [scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs, strict=True)]
+    np.testing.assert_allclose(ts.rouge_l(hyps, refs, cache), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_tokenize_is_wordpunct_without_punctuation_tokens() -> None:
+    import regex  # the engine nltk's wordpunct uses: "word character" means the same on both sides
+    from nltk.tokenize import wordpunct_tokenize
+
+    rng = np.random.default_rng(1)
+    alphabet = list("abcXYZ019 .,;:-/()'\"\n\t") + ["é", "ß", "µ", "²", "_", "–"]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet, size=rng.integers(0, 40)))
+        expected = [t for t in wordpunct_tokenize(text.lower()) if regex.search(r"\w", t)]
+        assert ts.tokenize(text) == expected, text
