@@ -388,8 +388,10 @@ def default_labeller() -> Labeller:
     return fn
 
 
-def label_unique(texts: Sequence[str], labeller: Labeller) -> dict[str, np.ndarray]:
-    """Label each distinct text once; returns text -> (14,) labels."""
+def labels_by_text(texts: Sequence[str], labeller: Labeller) -> dict[str, np.ndarray]:
+    """Label each distinct text once with any labeller callable (ours, CheXbert); returns text -> (14,) labels.
+
+    Not `txtrayalign.chexpert.label_unique` (ours only, in worker processes, an array in input order)."""
     unique = sorted(set(texts))
     if not unique:
         return {}
@@ -476,7 +478,7 @@ def evaluate(
     if labeller is not None:
         texts = [t for idx in retrieved.values() for k in ks for t in joined_sentences(inputs.bank_text, idx, k)]
         log.info("labelling %d distinct retrieved-sentence reports", len(set(texts)))
-        text_labels = label_unique(texts, labeller)
+        text_labels = labels_by_text(texts, labeller)
 
     # Per-query arrays of every (method, k) first; then all bootstrap sums in one matrix product.
     groups: list[tuple[dict[str, np.ndarray], Callable]] = []
@@ -647,7 +649,7 @@ def _report_level_groups(inputs: EvalInputs, report_ks, seed: int, labeller: Lab
     joined = {(m, k): retrieved_texts(bank, idx, k) for m, idx in retrieved.items() for k in ks}
     text_labels = {}
     if labeller is not None and k_max > 1:
-        text_labels = label_unique([t for (m, k), ts in joined.items() if k > 1 for t in ts], labeller)
+        text_labels = labels_by_text([t for (m, k), ts in joined.items() if k > 1 for t in ts], labeller)
     for method, idx in retrieved.items():
         for k in ks:
             r_labels = inputs.report_bank_labels[idx[:, :k]]
