@@ -1,27 +1,38 @@
 # Reports: sections and sentences, then CheXpert labels for reports and sentences.
 
 
+def official_labels(name):
+    """`--official TABLE` with labels.source official: a table dataset's own label columns, MIMIC's
+    CheXpert table; an Open-i dataset has none and is labelled by the labeller."""
+    dataset = DATASETS[name]
+    if config["labels"]["source"] != "official" or dataset["format"] == "openi":
+        return ""
+    if dataset["format"] == "table":
+        return f"--official {RESULTS_ROOT / name / 'index' / 'labels.csv.gz'}"
+    return f"--official {Path(dataset['root']) / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
+
+
 rule sections:
     """Report sections, the text to label, the training text and its sentences."""
     conda:
         "../../envs/text.yaml"
     input:
-        RESULTS / "index" / "studies.parquet",
+        DS / "index" / "studies.parquet",
     output:
-        sections=RESULTS / "text" / "sections.parquet",
-        sentences=RESULTS / "text" / "sentences.parquet",
-        problems=RESULTS / "text" / "problems.parquet",
+        sections=DS / "text" / "sections.parquet",
+        sentences=DS / "text" / "sentences.parquet",
+        problems=DS / "text" / "problems.parquet",
     params:
-        root=DATA_ROOT,
+        root=lambda w: Path(ds(w)["root"]),
         train_section=config["text"]["train_section"],
         code=CODE["text"],
     resources:
         mem_mb=4000,
         runtime=30,
     log:
-        log_path("sections"),
+        log_path("sections", results=DS),
     benchmark:
-        bench_path("sections")
+        bench_path("sections", results=DS)
     shell:
         "txtrayalign sections --studies {input} --root {params.root}"
         " --train-section {params.train_section} --out-sections {output.sections}"
@@ -33,28 +44,22 @@ rule label:
     conda:
         "../../envs/text.yaml"
     input:
-        sections=RESULTS / "text" / "sections.parquet",
-        sentences=RESULTS / "text" / "sentences.parquet",
+        sections=DS / "text" / "sections.parquet",
+        sentences=DS / "text" / "sentences.parquet",
     output:
-        reports=RESULTS / "labels" / "reports.parquet",
-        sentences=RESULTS / "labels" / "sentences.parquet",
+        reports=DS / "labels" / "reports.parquet",
+        sentences=DS / "labels" / "sentences.parquet",
     params:
-        official=(
-            f"--official {RESULTS / 'index' / 'labels.csv.gz'}"  # format table: the table's labels
-            if DATASET["format"] == "table" and config["labels"]["source"] == "official"
-            else f"--official {DATA_ROOT / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
-            if config["labels"]["source"] == "official"
-            else ""
-        ),
+        official=lambda w: official_labels(w.dataset),
         code=CODE["label"],
     threads: 4
     resources:
         mem_mb=4000,
         runtime=30,
     log:
-        log_path("label"),
+        log_path("label", results=DS),
     benchmark:
-        bench_path("label")
+        bench_path("label", results=DS)
     shell:
         "txtrayalign label --sections {input.sections} --sentences {input.sentences}"
         " {params.official} --workers {threads} --out-reports {output.reports}"
