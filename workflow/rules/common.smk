@@ -1,6 +1,7 @@
 # Helpers shared by the rules: validated config, experiments, paths, code fingerprints.
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -129,6 +130,27 @@ def synth_outputs(name=MAIN):
         return []
     root = Path(dataset["root"])
     return [root / "cxr-record-list.csv.gz", root / "mimic-cxr-2.0.0-chexpert.csv.gz"]
+
+
+def table_arguments(dataset):
+    """format table: the file and its column names, as `txtrayalign index` options."""
+    if dataset.get("format") != "table":
+        return ""
+    return " ".join(
+        [f"--table {shlex.quote(dataset['table']['file'])}"]
+        + [shlex.quote(f"--column={r}={c}") for r, c in dataset["table"].get("columns", {}).items()]
+    )
+
+
+def official_labels(name):
+    """`--official TABLE` with labels.source official: a table dataset's own label columns, MIMIC's
+    CheXpert table; an Open-i dataset has none and is labelled by the labeller."""
+    dataset = DATASETS[name]
+    if config["labels"]["source"] != "official" or dataset["format"] == "openi":
+        return ""
+    if dataset["format"] == "table":
+        return f"--official {RESULTS_ROOT / name / 'index' / 'labels.csv.gz'}"
+    return f"--official {Path(dataset['root']) / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
 
 
 def image_dir(results=None):

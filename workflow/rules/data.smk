@@ -1,15 +1,4 @@
 # The dataset: the built-in synthetic one (when enabled), its index, and patient-level splits.
-import shlex
-
-
-def table_arguments(dataset):
-    """format table: the file and its column names, as `txtrayalign index` options."""
-    if dataset.get("format") != "table":
-        return ""
-    return " ".join(
-        [f"--table {shlex.quote(dataset['table']['file'])}"]
-        + [shlex.quote(f"--column={r}={c}") for r, c in dataset["table"].get("columns", {}).items()]
-    )
 
 
 # One synth rule per dataset with `synthetic.enabled` (`synth` for the training dataset).

@@ -1,17 +1,6 @@
 # Reports: sections and sentences, then CheXpert labels for reports and sentences.
 
 
-def official_labels(name):
-    """`--official TABLE` with labels.source official: a table dataset's own label columns, MIMIC's
-    CheXpert table; an Open-i dataset has none and is labelled by the labeller."""
-    dataset = DATASETS[name]
-    if config["labels"]["source"] != "official" or dataset["format"] == "openi":
-        return ""
-    if dataset["format"] == "table":
-        return f"--official {RESULTS_ROOT / name / 'index' / 'labels.csv.gz'}"
-    return f"--official {Path(dataset['root']) / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
-
-
 rule sections:
     """Report sections, the text to label, the training text and its sentences."""
     conda:
