@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.workflow_helpers import planned_jobs, snakemake, tiny_config, write_config
+from tests.workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_config
 from txtrayalign.synth import generate
 
 pytestmark = pytest.mark.workflow
@@ -94,3 +94,13 @@ def test_a_dataset_entry_with_a_misspelt_key_names_it(tmp_path):
     cfg["datasets"]["iu"]["fromat"] = "openi"
     result = snakemake(tmp_path, "--cores", "1", "-n", "evaluate", config=write_config(cfg, tmp_path))
     assert result.returncode != 0 and "datasets.iu.fromat" in result.stderr + result.stdout
+
+
+def test_the_mimic_to_iu_example_plans_one_training_and_two_evaluations(tmp_path):
+    configs = [str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "mimic-to-iu.yaml")]
+    result = snakemake(tmp_path, "--cores", "1", "-n", "evaluate", "--configfile", *configs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert (jobs["train"], jobs["embed"], jobs["evaluate_experiment"], jobs["index"], jobs["summarize"]) == (
+        1, 2, 2, 2, 1), jobs
+    assert "results/iu-xray/eval/demo-cnn-bert/metrics.json" in result.stdout
