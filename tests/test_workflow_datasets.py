@@ -34,7 +34,7 @@ def check_run(result, results: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def test_iu_xray_config_is_valid():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "txtrayalign/config.schema.yaml").read_text())
     jsonschema.validate(yaml.safe_load((ROOT / "config/iu-xray.yaml").read_text()), schema)
 
 
