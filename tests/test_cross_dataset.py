@@ -89,6 +89,13 @@ def test_an_unknown_evaluate_on_name_stops_the_dry_run(tmp_path):
     assert "nor a key of datasets (iu)" in out
 
 
+def test_a_source_bank_cannot_label_the_target_queries_by_its_sentences(tmp_path):
+    cfg = cross_config(tmp_path, bank="source", query_labels="sentence_max")
+    result = snakemake(tmp_path, "--cores", "1", "-n", "evaluate", config=write_config(cfg, tmp_path))
+    assert result.returncode != 0
+    assert "experiments.exp0.evaluation.bank = source with query_labels = sentence_max" in result.stdout + result.stderr
+
+
 def test_a_dataset_entry_with_a_misspelt_key_names_it(tmp_path):
     cfg = cross_config(tmp_path)
     cfg["datasets"]["iu"]["fromat"] = "openi"

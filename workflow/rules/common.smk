@@ -62,6 +62,12 @@ for _name, _exp in EXPERIMENTS.items():
                 f"config: experiments.{_name}.evaluate_on names {_ds!r}, which is neither dataset.name "
                 f"({MAIN}) nor a key of datasets ({', '.join(config['datasets']) or 'none'})"
             )
+        _ev = _exp["evaluation"]
+        if _ds != MAIN and _ev["bank"] == "source" and _ev["query_labels"] == "sentence_max":
+            raise WorkflowError(
+                f"config: experiments.{_name}.evaluation.bank = source with query_labels = sentence_max: the "
+                f"{_ds} queries' labels would come from {MAIN}'s sentences; use query_labels: report or bank: target"
+            )
         EVAL_PAIRS.append((_name, _ds))
 
 
