@@ -1,6 +1,7 @@
 """The cross-experiment table (the shape of the earlier work's Table 5) from several metrics.json.
 
-One row per experiment (its model) and one row per baseline (random, most frequent, oracle);
+One row per (experiment, evaluated dataset) (its model; `dataset` from the metrics file's folder
+<results>/<dataset>/eval/<exp>/) and one row per baseline and dataset (random, most frequent, oracle);
 columns flat-hit@k, precision@k, recall@k, F1@k and duplicates (the original research code's
 definitions, `metrics`), each with its 95% interval, the number of queries kept (those with labels and
 at least one labelled retrieved sentence: precision, recall and duplicates average over them) and,
@@ -56,6 +57,12 @@ def _interval_columns(row: dict, name: str, entry: dict | None) -> None:
         entry.get("value"), entry.get("ci_low"), entry.get("ci_high"))
 
 
+def dataset_of(path: str | Path) -> str:
+    """The evaluated dataset: the results folder above eval/ (<results>/<dataset>/eval/<exp>/metrics.json)."""
+    parts = Path(path).parts
+    return parts[-4] if len(parts) >= 4 and parts[-3] == "eval" else ""
+
+
 def _row(experiment: str, method: str, k: int, entry: dict, n_queries: int, source: Path) -> dict:
     if "kept" not in entry:
         raise EvaluationInputError(
@@ -64,6 +71,7 @@ def _row(experiment: str, method: str, k: int, entry: dict, n_queries: int, sour
         )
     row: dict = {
         "experiment": experiment,
+        "dataset": dataset_of(source),
         "method": method,
         "k": k,
         "n_queries": n_queries,
@@ -103,12 +111,14 @@ def summary_table(metrics_paths: list[str | Path], k: int) -> pd.DataFrame:
             _interval_columns(row, "zeroshot_mean_auroc", m.get("zeroshot", {}).get("mean") if method == "model" else None)
             (models if method == "model" else baselines[method]).append(row)
     rows = list(models)
-    for method in BASELINES:
-        values = [{c: r[c] for c in r if c != "experiment"} for r in baselines[method]]
-        if all(v == values[0] for v in values):
-            rows.append({**baselines[method][0], "experiment": "(baseline)"})
-        else:
-            rows.extend(baselines[method])
+    for method in BASELINES:  # per evaluated dataset: once when every experiment's values agree
+        for dataset in dict.fromkeys(r["dataset"] for r in baselines[method]):
+            same = [r for r in baselines[method] if r["dataset"] == dataset]
+            values = [{c: r[c] for c in r if c != "experiment"} for r in same]
+            if all(v == values[0] for v in values):
+                rows.append({**same[0], "experiment": "(baseline)"})
+            else:
+                rows.extend(same)
     return pd.DataFrame(rows)
 
 
@@ -118,7 +128,8 @@ def _cell(value, low, high) -> str:
 
 def to_markdown(table: pd.DataFrame, k: int) -> str:
     columns = [*COLUMNS, *(c for c in OPTIONAL if c in table and table[c].notna().any())]
-    header = ["experiment", "method", "queries kept", *[TITLES[c].format(k=k) for c in columns]]
+    by_dataset = "dataset" in table and table["dataset"].nunique() > 1  # a cross-dataset summary
+    header = ["experiment", *(["dataset"] if by_dataset else []), "method", "queries kept", *[TITLES[c].format(k=k) for c in columns]]
     lines = [
         f"Image-to-text retrieval at k={k}: value [95% bootstrap interval]. A query observation is hit "
         "once when any retrieved sentence has its CheXpert value (1 / 0 / -1); precision, recall and "
@@ -126,12 +137,12 @@ def to_markdown(table: pd.DataFrame, k: int) -> str:
         "flat-hit over all queries.",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (1 + len(columns))) + "|",
+        "|" + "|".join(["---"] * (3 if by_dataset else 2) + ["---:"] * (1 + len(columns))) + "|",
     ]
     for _, r in table.iterrows():
         cells = [_cell(r[c], r[f"{c}_ci_low"], r[f"{c}_ci_high"]) for c in columns]
         kept = f"{r['kept']} / {r['n_queries']}"
-        lines.append("| " + " | ".join([str(r["experiment"]), str(r["method"]), kept, *cells]) + " |")
+        lines.append("| " + " | ".join([str(r["experiment"]), *([str(r["dataset"])] if by_dataset else []), str(r["method"]), kept, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,7 @@
 # Helpers shared by the rules: validated config, experiments, paths, code fingerprints.
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -40,7 +42,39 @@ except settings.ConfigError as e:
 DATASET = config["dataset"]
 SYNTH = DATASET["synthetic"]
 DATA_ROOT = Path(DATASET["root"])
-RESULTS = Path(config["results"]) / DATASET["name"]
+MAIN = DATASET["name"]
+RESULTS_ROOT = Path(config["results"])
+RESULTS = RESULTS_ROOT / MAIN  # the training dataset's results: models, summary
+# Every dataset by name: the training one and the evaluation-only ones (`datasets`), each with the
+# schema's dataset defaults. Their indexes, images, text and labels live under <results>/<name>/.
+_dataset_defaults = settings.defaults_of(settings.schema()["definitions"]["dataset"])
+if MAIN in config["datasets"]:
+    raise WorkflowError(f"config: datasets.{MAIN} has the name of the training dataset (dataset.name)")
+DATASETS = {MAIN: DATASET} | {
+    name: {**settings.merge(_dataset_defaults, d), "name": name} for name, d in config["datasets"].items()
+}
+# (experiment, evaluated dataset) pairs: evaluate_on names datasets; unset = the training dataset only.
+EVAL_PAIRS = []
+for _name, _exp in EXPERIMENTS.items():
+    for _ds in _exp["evaluate_on"] or [MAIN]:
+        if _ds not in DATASETS:
+            raise WorkflowError(
+                f"config: experiments.{_name}.evaluate_on names {_ds!r}, which is neither dataset.name "
+                f"({MAIN}) nor a key of datasets ({', '.join(config['datasets']) or 'none'})"
+            )
+        _ev = _exp["evaluation"]
+        if _ds != MAIN and _ev["bank"] == "source" and _ev["query_labels"] == "sentence_max":
+            raise WorkflowError(
+                f"config: experiments.{_name}.evaluation.bank = source with query_labels = sentence_max: the "
+                f"{_ds} queries' labels would come from {MAIN}'s sentences; use query_labels: report or bank: target"
+            )
+        EVAL_PAIRS.append((_name, _ds))
+
+
+wildcard_constraints:
+    dataset="|".join(re.escape(name) for name in DATASETS),
+
+
 # Encoder names, weights and models checked without data: one line per missing or misspelt model.
 from txtrayalign.train.encoders import experiment_problems, problems_report
 
@@ -76,23 +110,57 @@ CODE = {
 }
 
 
-def log_path(rule_name, *parts):
-    return str(RESULTS / "logs" / rule_name / ("-".join(parts) or rule_name)) + ".log"
+# A per-dataset rule's paths: <results>/{dataset}/... (the wildcard: a name from DATASETS).
+DS = RESULTS_ROOT / "{dataset}"
+DS_PATTERN = RESULTS_ROOT / "{{dataset}}"  # the same inside expand()
 
 
-def bench_path(rule_name, *parts):
-    return str(RESULTS / "benchmarks" / rule_name / ("-".join(parts) or rule_name)) + ".tsv"
+def log_path(rule_name, *parts, results=None):
+    """`results`: DS in a per-dataset rule (the log beside that dataset's results)."""
+    return str((results or RESULTS) / "logs" / rule_name / ("-".join(parts) or rule_name)) + ".log"
 
 
-def synth_outputs():
+def bench_path(rule_name, *parts, results=None):
+    return str((results or RESULTS) / "benchmarks" / rule_name / ("-".join(parts) or rule_name)) + ".tsv"
+
+
+def ds(wildcards):
+    """The settings of the dataset a per-dataset job works on."""
+    return DATASETS[wildcards.dataset]
+
+
+def synth_outputs(name=MAIN):
     """The dataset tables, when the pipeline writes the synthetic dataset itself."""
-    if not SYNTH["enabled"]:
+    dataset = DATASETS[name]
+    if not dataset["synthetic"]["enabled"]:
         return []
-    return [DATA_ROOT / "cxr-record-list.csv.gz", DATA_ROOT / "mimic-cxr-2.0.0-chexpert.csv.gz"]
+    root = Path(dataset["root"])
+    return [root / "cxr-record-list.csv.gz", root / "mimic-cxr-2.0.0-chexpert.csv.gz"]
 
 
-def image_dir():
-    return RESULTS / "images" / str(config["images"]["size"])
+def table_arguments(dataset):
+    """format table: the file and its column names, as `txtrayalign index` options."""
+    if dataset.get("format") != "table":
+        return ""
+    return " ".join(
+        [f"--table {shlex.quote(dataset['table']['file'])}"]
+        + [shlex.quote(f"--column={r}={c}") for r, c in dataset["table"].get("columns", {}).items()]
+    )
+
+
+def official_labels(name):
+    """`--official TABLE` with labels.source official: a table dataset's own label columns, MIMIC's
+    CheXpert table; an Open-i dataset has none and is labelled by the labeller."""
+    dataset = DATASETS[name]
+    if config["labels"]["source"] != "official" or dataset["format"] == "openi":
+        return ""
+    if dataset["format"] == "table":
+        return f"--official {RESULTS_ROOT / name / 'index' / 'labels.csv.gz'}"
+    return f"--official {Path(dataset['root']) / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
+
+
+def image_dir(results=None):
+    return (results or RESULTS) / "images" / str(config["images"]["size"])
 
 
 def model_dir(exp):
@@ -106,6 +174,24 @@ def experiment(wildcards):
 def experiment_json(wildcards):
     """The experiment's resolved training settings (GPUs included), as the `train` command reads them."""
     return json.dumps(settings.training_settings(EXPERIMENTS[wildcards.exp], wildcards.exp), sort_keys=True)
+
+
+def query_split_table(wildcards):
+    """The table that splits the evaluated dataset: the experiment's subset for the training dataset,
+    the whole index (every study with its split) for an evaluation-only one."""
+    if wildcards.dataset == MAIN:
+        return RESULTS / "splits" / f"{EXPERIMENTS[wildcards.exp]['subset']}.parquet"
+    return RESULTS_ROOT / wildcards.dataset / "index" / "images.parquet"
+
+
+def bank_dir(wildcards):
+    """Where the evaluation's sentence bank comes from: the evaluated dataset (`evaluation.bank:
+    target`) or the training one (`source`, the bank the self-evaluation embeds)."""
+    return RESULTS_ROOT / (MAIN if evaluation(wildcards)["bank"] == "source" else wildcards.dataset)
+
+
+def eval_metrics():
+    return [RESULTS_ROOT / d / "eval" / exp / "metrics.json" for exp, d in EVAL_PAIRS]
 
 
 def summary_outputs():

@@ -1,33 +1,37 @@
 # The dataset: the built-in synthetic one (when enabled), its index, and patient-level splits.
-import shlex
 
 
-rule synth:
-    """Write the built-in synthetic dataset in the MIMIC-CXR(-JPG) layout."""
-    conda:
-        "../../envs/preprocess.yaml"
-    output:
-        synth_outputs(),
-    params:
-        root=DATA_ROOT,
-        studies=SYNTH["studies"],
-        seed=SYNTH["seed"],
-        format=SYNTH["format"],
-        image_size=SYNTH["image_size"],
-        faults="--faults" if SYNTH["faults"] else "",
-        code=CODE["synth"],
-    threads: 8
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    log:
-        log_path("synth"),
-    benchmark:
-        bench_path("synth")
-    shell:
-        "txtrayalign synth --out {params.root} --studies {params.studies} --seed {params.seed}"
-        " --format {params.format} --image-size {params.image_size} {params.faults}"
-        " --workers {threads} > {log} 2>&1"
+# One synth rule per dataset with `synthetic.enabled` (`synth` for the training dataset).
+for _name in [n for n, d in DATASETS.items() if d["synthetic"]["enabled"]]:
+
+    rule:
+        """Write the built-in synthetic dataset in the MIMIC-CXR(-JPG) layout."""
+        name:
+            "synth" if _name == MAIN else f"synth_{_name}"
+        conda:
+            "../../envs/preprocess.yaml"
+        output:
+            synth_outputs(_name),
+        params:
+            root=Path(DATASETS[_name]["root"]),
+            studies=DATASETS[_name]["synthetic"]["studies"],
+            seed=DATASETS[_name]["synthetic"]["seed"],
+            format=DATASETS[_name]["synthetic"]["format"],
+            image_size=DATASETS[_name]["synthetic"]["image_size"],
+            faults="--faults" if DATASETS[_name]["synthetic"]["faults"] else "",
+            code=CODE["synth"],
+        threads: 8
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        log:
+            log_path("synth", results=RESULTS_ROOT / _name),
+        benchmark:
+            bench_path("synth", results=RESULTS_ROOT / _name)
+        shell:
+            "txtrayalign synth --out {params.root} --studies {params.studies} --seed {params.seed}"
+            " --format {params.format} --image-size {params.image_size} {params.faults}"
+            " --workers {threads} > {log} 2>&1"
 
 
 rule index:
@@ -35,27 +39,24 @@ rule index:
     conda:
         "../../envs/preprocess.yaml"
     input:
-        synth_outputs(),
+        lambda w: synth_outputs(w.dataset),
     output:
-        images=RESULTS / "index" / "images.parquet",
-        studies=RESULTS / "index" / "studies.parquet",
-        problems=RESULTS / "index" / "problems.parquet",
+        images=DS / "index" / "images.parquet",
+        studies=DS / "index" / "studies.parquet",
+        problems=DS / "index" / "problems.parquet",
     params:
-        root=DATA_ROOT,
-        format=DATASET["format"],
-        table=" ".join(  # format table: the file and its column names
-            [f"--table {shlex.quote(DATASET['table']['file'])}"]
-            + [shlex.quote(f"--column={r}={c}") for r, c in DATASET["table"].get("columns", {}).items()]
-        ) if DATASET.get("format") == "table" else "",
-        out_dir=RESULTS / "index",
+        root=lambda w: Path(ds(w)["root"]),
+        format=lambda w: ds(w)["format"],
+        table=lambda w: table_arguments(ds(w)),
+        out_dir=lambda w: RESULTS_ROOT / w.dataset / "index",
         code=CODE["index"],
     resources:
         mem_mb=8000,
         runtime=30,
     log:
-        log_path("index"),
+        log_path("index", results=DS),
     benchmark:
-        bench_path("index")
+        bench_path("index", results=DS)
     shell:
         "txtrayalign index --root {params.root} --format {params.format} {params.table}"
         " --out-dir {params.out_dir} --log {log}"
@@ -66,9 +67,9 @@ rule split:
     conda:
         "../../envs/train.yaml"
     input:
-        RESULTS / "index" / "images.parquet",
+        DS / "index" / "images.parquet",
     output:
-        RESULTS / "splits" / "{subset}.parquet",
+        DS / "splits" / "{subset}.parquet",
     params:
         fraction=lambda w: config["splits"]["subsets"][w.subset],
         seed=config["splits"]["seed"],
@@ -77,7 +78,7 @@ rule split:
         mem_mb=2000,
         runtime=10,
     log:
-        log_path("split", "{subset}"),
+        log_path("split", "{subset}", results=DS),
     shell:
         "txtrayalign split --images {input} --fraction {params.fraction} --seed {params.seed}"
         " --out {output} --log {log}"

@@ -10,14 +10,14 @@ rule embed:
         "../../envs/train.yaml"
     input:
         model=RESULTS / "models" / "{exp}" / "best.pt",
-        images=image_dir() / "index.parquet",
-        images_table=RESULTS / "index" / "images.parquet",
-        sentences=RESULTS / "text" / "sentences.parquet",
-        sections=RESULTS / "text" / "sections.parquet",
-        split=lambda w: RESULTS / "splits" / f"{EXPERIMENTS[w.exp]['subset']}.parquet",
+        images=image_dir(DS) / "index.parquet",
+        images_table=DS / "index" / "images.parquet",
+        sentences=DS / "text" / "sentences.parquet",
+        sections=DS / "text" / "sections.parquet",
+        split=query_split_table,
     output:
-        queries=RESULTS / "embeddings" / "{exp}" / "queries.h5",
-        bank=RESULTS / "embeddings" / "{exp}" / "bank.h5",
+        queries=DS / "embeddings" / "{exp}" / "queries.h5",
+        bank=DS / "embeddings" / "{exp}" / "bank.h5",
     params:
         model_dir=lambda w: model_dir(w.exp),
         query_split=lambda w: evaluation(w)["query_split"],
@@ -35,9 +35,9 @@ rule embed:
         mem_mb=8000,
         runtime=60,
     log:
-        log_path("embed", "{exp}"),
+        log_path("embed", "{exp}", results=DS),
     benchmark:
-        bench_path("embed", "{exp}")
+        bench_path("embed", "{exp}", results=DS)
     shell:
         "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
         " --images-table {input.images_table}"
@@ -53,42 +53,42 @@ rule evaluate_experiment:
     conda:
         "../../envs/train.yaml"
     input:
-        queries=RESULTS / "embeddings" / "{exp}" / "queries.h5",
-        bank=RESULTS / "embeddings" / "{exp}" / "bank.h5",
-        report_labels=RESULTS / "labels" / "reports.parquet",
-        sentence_labels=RESULTS / "labels" / "sentences.parquet",
-        sentences=RESULTS / "text" / "sentences.parquet",
-        sections=RESULTS / "text" / "sections.parquet",
-        images=image_dir() / "index.parquet",
+        queries=DS / "embeddings" / "{exp}" / "queries.h5",
+        bank=lambda w: bank_dir(w) / "embeddings" / w.exp / "bank.h5",
+        report_labels=DS / "labels" / "reports.parquet",
+        sentence_labels=lambda w: bank_dir(w) / "labels" / "sentences.parquet",
+        sentences=lambda w: bank_dir(w) / "text" / "sentences.parquet",
+        sections=DS / "text" / "sections.parquet",
+        images=image_dir(DS) / "index.parquet",
     output:
-        metrics=RESULTS / "eval" / "{exp}" / "metrics.json",
-        predictions=RESULTS / "eval" / "{exp}" / "predictions.parquet",
+        metrics=DS / "eval" / "{exp}" / "metrics.json",
+        predictions=DS / "eval" / "{exp}" / "predictions.parquet",
         f1=report(
-            RESULTS / "eval" / "{exp}" / "f1_by_observation.png",
+            DS / "eval" / "{exp}" / "f1_by_observation.png",
             caption="../report/f1_by_observation.rst",
             category="Evaluation",
             subcategory="{exp}",
         ),
         pr=report(
-            RESULTS / "eval" / "{exp}" / "precision_recall_vs_k.png",
+            DS / "eval" / "{exp}" / "precision_recall_vs_k.png",
             caption="../report/precision_recall_vs_k.rst",
             category="Evaluation",
             subcategory="{exp}",
         ),
         baselines=report(
-            RESULTS / "eval" / "{exp}" / "model_vs_baselines.png",
+            DS / "eval" / "{exp}" / "model_vs_baselines.png",
             caption="../report/model_vs_baselines.rst",
             category="Evaluation",
             subcategory="{exp}",
         ),
         zeroshot=report(
-            RESULTS / "eval" / "{exp}" / "zeroshot.png",
+            DS / "eval" / "{exp}" / "zeroshot.png",
             caption="../report/zeroshot.rst",
             category="Evaluation",
             subcategory="{exp}",
         ),
         gallery=report(
-            RESULTS / "eval" / "{exp}" / "gallery.html",
+            DS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
             category="Examples",
             subcategory="{exp}",
@@ -100,9 +100,9 @@ rule evaluate_experiment:
         query_labels=lambda w: evaluation(w).get("query_labels", "report"),
         sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
         gallery=lambda w: evaluation(w)["gallery"],
-        out_dir=lambda w: RESULTS / "eval" / w.exp,
+        out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         wider=lambda w: evaluate_options(
-            evaluation(w), config["labels"], config["summary"]["k"], DATASET, DATA_ROOT
+            evaluation(w), config["labels"], config["summary"]["k"], DATASETS[w.dataset], DATASETS[w.dataset]["root"]
         ),
         code=CODE["evaluate"] + CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
     threads: 2
@@ -110,9 +110,9 @@ rule evaluate_experiment:
         mem_mb=8000,
         runtime=30,
     log:
-        log_path("evaluate", "{exp}"),
+        log_path("evaluate", "{exp}", results=DS),
     benchmark:
-        bench_path("evaluate", "{exp}")
+        bench_path("evaluate", "{exp}", results=DS)
     shell:
         "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
@@ -128,7 +128,7 @@ rule summarize:
     conda:
         "../../envs/train.yaml"
     input:
-        expand(RESULTS / "eval" / "{exp}" / "metrics.json", exp=EXPERIMENTS),
+        eval_metrics(),
     output:
         csv=RESULTS / "eval" / "summary.csv",
         md=report(RESULTS / "eval" / "summary.md", caption="../report/summary.rst", category="Summary"),

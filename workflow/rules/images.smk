@@ -6,15 +6,15 @@ rule images:
     conda:
         "../../envs/preprocess.yaml"
     input:
-        RESULTS / "index" / "images.parquet",
+        DS / "index" / "images.parquet",
     output:
-        h5=RESULTS / "images" / "{size}" / "{shard}.h5",
-        skipped=RESULTS / "images" / "{size}" / "{shard}.skipped.parquet",
+        h5=DS / "images" / "{size}" / "{shard}.h5",
+        skipped=DS / "images" / "{size}" / "{shard}.skipped.parquet",
     wildcard_constraints:
         size=r"\d+",
         shard=r"p1\d(-\d+of\d+)?",
     params:
-        root=DATA_ROOT,
+        root=lambda w: Path(ds(w)["root"]),
         group=lambda w: w.shard.split("-")[0],
         part=lambda w: w.shard.split("-")[1].split("of")[0] if "-" in w.shard else 1,
         parts=lambda w: w.shard.split("of")[1] if "-" in w.shard else 1,
@@ -28,9 +28,9 @@ rule images:
         mem_mb=4000,
         runtime=120,
     log:
-        log_path("images", "{size}", "{shard}"),
+        log_path("images", "{size}", "{shard}", results=DS),
     benchmark:
-        bench_path("images", "{size}", "{shard}")
+        bench_path("images", "{size}", "{shard}", results=DS)
     shell:
         "txtrayalign images --index {input} --root {params.root} --shard {params.group}"
         " --part {params.part} --parts {params.parts} --size {wildcards.size}"
@@ -45,11 +45,11 @@ rule merge_images:
     conda:
         "../../envs/preprocess.yaml"
     input:
-        h5=expand(RESULTS / "images" / "{{size}}" / "{shard}.h5", shard=SHARDS),
-        skipped=expand(RESULTS / "images" / "{{size}}" / "{shard}.skipped.parquet", shard=SHARDS),
+        h5=expand(DS_PATTERN / "images" / "{{size}}" / "{shard}.h5", shard=SHARDS),
+        skipped=expand(DS_PATTERN / "images" / "{{size}}" / "{shard}.skipped.parquet", shard=SHARDS),
     output:
-        index=RESULTS / "images" / "{size}" / "index.parquet",
-        skipped=RESULTS / "images" / "{size}" / "skipped.parquet",
+        index=DS / "images" / "{size}" / "index.parquet",
+        skipped=DS / "images" / "{size}" / "skipped.parquet",
     wildcard_constraints:
         size=r"\d+",
     params:
@@ -58,7 +58,7 @@ rule merge_images:
         mem_mb=2000,
         runtime=10,
     log:
-        log_path("merge_images", "{size}"),
+        log_path("merge_images", "{size}", results=DS),
     shell:
         "txtrayalign merge-images --shards {input.h5} --skipped {input.skipped}"
         " --out-index {output.index} --out-skipped {output.skipped} --log {log}"

@@ -8,22 +8,22 @@ rule sections:
     conda:
         "../../envs/text.yaml"
     input:
-        RESULTS / "index" / "studies.parquet",
+        DS / "index" / "studies.parquet",
     output:
-        sections=RESULTS / "text" / "sections.parquet",
-        sentences=RESULTS / "text" / "sentences.parquet",
-        problems=RESULTS / "text" / "problems.parquet",
+        sections=DS / "text" / "sections.parquet",
+        sentences=DS / "text" / "sentences.parquet",
+        problems=DS / "text" / "problems.parquet",
     params:
-        root=DATA_ROOT,
+        root=lambda w: Path(ds(w)["root"]),
         train_section=config["text"]["train_section"],
         code=CODE["text"],
     resources:
         mem_mb=4000,
         runtime=30,
     log:
-        log_path("sections"),
+        log_path("sections", results=DS),
     benchmark:
-        bench_path("sections")
+        bench_path("sections", results=DS)
     shell:
         "txtrayalign sections --studies {input} --root {params.root}"
         " --train-section {params.train_section} --out-sections {output.sections}"
@@ -36,19 +36,13 @@ rule label:
     conda:
         "../../envs/text.yaml"
     input:
-        sections=RESULTS / "text" / "sections.parquet",
-        sentences=RESULTS / "text" / "sentences.parquet",
+        sections=DS / "text" / "sections.parquet",
+        sentences=DS / "text" / "sentences.parquet",
     output:
-        reports=RESULTS / "labels" / "reports.parquet",
-        sentences=RESULTS / "labels" / "sentences.parquet",
+        reports=DS / "labels" / "reports.parquet",
+        sentences=DS / "labels" / "sentences.parquet",
     params:
-        official=(
-            f"--official {RESULTS / 'index' / 'labels.csv.gz'}"  # format table: the table's labels
-            if DATASET["format"] == "table" and config["labels"]["source"] == "official"
-            else f"--official {DATA_ROOT / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
-            if config["labels"]["source"] == "official"
-            else ""
-        ),
+        official=lambda w: official_labels(w.dataset),
         labeller=label_options(config["labels"]),
         code=CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
     threads: 4
@@ -56,9 +50,9 @@ rule label:
         mem_mb=4000,
         runtime=30,
     log:
-        log_path("label"),
+        log_path("label", results=DS),
     benchmark:
-        bench_path("label")
+        bench_path("label", results=DS)
     shell:
         "txtrayalign label --sections {input.sections} --sentences {input.sentences}"
         " {params.official} {params.labeller} --workers {threads} --out-reports {output.reports}"
