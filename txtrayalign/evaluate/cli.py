@@ -176,6 +176,15 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         "(without it BLEU is not computed)",
     )
     parser.add_argument(
+        "--bank-sections", default=None,
+        help="text/sections.parquet of the bank's dataset, when it is not the queries' (cross-dataset "
+        "evaluation.bank: source): the report bank's texts",
+    )
+    parser.add_argument(
+        "--bank-report-labels", default=None,
+        help="labels/reports.parquet of the bank's dataset (as --bank-sections): the report bank's labels",
+    )
+    parser.add_argument(
         "--query-labels",
         choices=["report", "sentence_max"],
         default="report",
@@ -298,6 +307,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             official_labels_path=args.official_labels,
             report_labels_name=args.report_labels_name,
             sentence_labels_name=args.sentence_labels_name,
+            bank_sections_path=args.bank_sections,
+            bank_report_labels_path=args.bank_report_labels,
         )
         report_k = _ks(args.report_k) if args.report_k else []
         result = evaluate(

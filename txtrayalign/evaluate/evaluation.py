@@ -154,8 +154,14 @@ def load_inputs(
     official_labels_path: str | Path | None = None,
     report_labels_name: str = "chexpert",
     sentence_labels_name: str = "chexpert",
+    bank_sections_path: str | Path | None = None,
+    bank_report_labels_path: str | Path | None = None,
 ) -> EvalInputs:
     """Read and cross-check the evaluation inputs; `sample` keeps that many queries (seeded).
+
+    The report bank's texts and labels come from `bank_sections_path` / `bank_report_labels_path`
+    when the bank is another dataset's (cross-dataset `evaluation.bank: source`), else from the
+    query dataset's `sections_path` / `report_labels_path`.
 
     `query_labels` picks the query studies' labels (`QUERY_LABELS`): "report" reads them from
     `report_labels_path`, "sentence_max" aggregates `sentence_labels_path` (`sentence_max_labels`;
@@ -257,22 +263,30 @@ def load_inputs(
             by_study = sections.drop_duplicates("study_id").set_index("study_id")["label_text"]
             label_texts = by_study.loc[study_id].fillna("").astype(str).to_numpy(dtype=object)
     rb: dict = {}
-    if bank.report_embeddings is not None and sections is not None:
+    bank_sections, bank_report_labels = sections, report_labels
+    if bank_sections_path is not None and sections is not None:
+        bank_sections = read_table(bank_sections_path, ["study_id"])
+    else:
+        bank_sections_path = sections_path
+    if bank_report_labels_path is not None:
+        bank_report_labels = read_table(bank_report_labels_path, ["study_id", *OBSERVATIONS])
+    if bank.report_embeddings is not None and bank_sections is not None:
         section = bank.report_section or "impression"
-        column = sections.drop_duplicates("study_id").set_index("study_id")
+        column = bank_sections.drop_duplicates("study_id").set_index("study_id")
         if section not in column.columns:
-            raise EvaluationInputError(f"{bank_path}: report bank of section {section!r} but {sections_path} has no such column")
+            raise EvaluationInputError(
+                f"{bank_path}: report bank of section {section!r} but {bank_sections_path} has no such column")
         missing = pd.Index(bank.report_study_id).difference(column.index)
         if len(missing):
             raise EvaluationInputError(
-                f"{len(missing)} report bank study ids of {bank_path} are absent from {sections_path} "
+                f"{len(missing)} report bank study ids of {bank_path} are absent from {bank_sections_path} "
                 f"(first: {list(missing[:5])}): embeddings and sections come from different runs?"
             )
         rb = {
             "report_bank_embeddings": bank.report_embeddings,
             "report_bank_study_id": bank.report_study_id,
             "report_bank_text": column.loc[bank.report_study_id, section].fillna("").astype(str).to_numpy(object),
-            "report_bank_labels": _query_label_rows(report_labels, bank.report_study_id),
+            "report_bank_labels": _query_label_rows(bank_report_labels, bank.report_study_id),
             "report_bank_text_count": bank.report_text_count
             if bank.report_text_count is not None
             else np.ones(bank.report_study_id.shape[0], np.int64),

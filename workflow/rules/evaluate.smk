@@ -59,6 +59,8 @@ rule evaluate_experiment:
         sentence_labels=lambda w: bank_dir(w) / "labels" / "sentences.parquet",
         sentences=lambda w: bank_dir(w) / "text" / "sentences.parquet",
         sections=DS / "text" / "sections.parquet",
+        bank_sections=lambda w: bank_dir(w) / "text" / "sections.parquet",
+        bank_report_labels=lambda w: bank_dir(w) / "labels" / "reports.parquet",
         images=image_dir(DS) / "index.parquet",
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
@@ -117,6 +119,7 @@ rule evaluate_experiment:
         "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
+        " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
         " --query-labels {params.query_labels} --k {params.k}"
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
         " --gallery {params.gallery} {params.wider}"
