@@ -65,7 +65,10 @@ def configure_label(parser: argparse.ArgumentParser) -> None:
 def _text_labeller(args: argparse.Namespace):
     """texts, desc -> (N, 14) labels with the chosen labeller (each distinct text labelled once)."""
     if args.labeller == "chexbert":
-        from txtrayalign.chexbert import CheXbertLabeller
+        try:  # torch and transformers: envs/train.yaml has them, envs/text.yaml (our labeller) does not
+            from txtrayalign.chexbert import CheXbertLabeller
+        except ImportError as exc:
+            raise InputError(f"--labeller chexbert needs torch and transformers ({exc})") from exc
 
         model = CheXbertLabeller.load(args.chexbert_checkpoint, tokenizer=args.chexbert_tokenizer,
                                       device=args.chexbert_device, batch_size=args.chexbert_batch_size)

@@ -274,8 +274,11 @@ def bertscore_f1(
     """
     import json
 
-    from bert_score import score
-    from bert_score.utils import model2layers
+    try:
+        from bert_score import score
+        from bert_score.utils import model2layers
+    except ImportError as exc:  # the optional extra txtrayalign[bertscore]
+        raise ImportError("package bert-score not installed (pip install 'txtrayalign[bertscore]')") from exc
 
     folder = Path(model)
     if num_layers is None:

@@ -34,7 +34,8 @@ rule label:
     """CheXpert-style labels (1 / 0 / -1 / blank) for every report and every sentence, by our labeller
     or CheXbert (labels.labeller)."""
     conda:
-        "../../envs/text.yaml"
+        # CheXbert runs a BERT model: the training environment has torch and transformers
+        "../../envs/train.yaml" if config["labels"]["labeller"] == "chexbert" else "../../envs/text.yaml"
     input:
         sections=DS / "text" / "sections.parquet",
         sentences=DS / "text" / "sentences.parquet",
