@@ -683,8 +683,8 @@ def test_peak_memory_does_not_grow_with_the_shard(tmp_path):
 
 
 def test_remove_stale_temporaries_only_takes_its_own(tmp_path):
-    from txtrayalign.images.shards import SHARD_TMP_SUFFIX, remove_stale_temporaries
-    from txtrayalign.utils import atomic_path
+    from txtrayalign.images.shards import SHARD_TMP_SUFFIX
+    from txtrayalign.utils import atomic_path, remove_stale_temporaries
 
     out = tmp_path / "p10.h5"
     with pytest.raises(RuntimeError), atomic_path(out, suffix=SHARD_TMP_SUFFIX) as tmp:

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -43,6 +44,31 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+# atomic_path's temporary name: "." + the file's name + "." + mkstemp's 8 random characters + suffix.
+_MKSTEMP_RANDOM = r"[a-z0-9_]{8}"
+
+
+def remove_stale_temporaries(out: str | os.PathLike, suffix: str) -> list[Path]:
+    """Delete what an earlier, killed `atomic_path(out, suffix)` left beside `out`.
+
+    Only that exact name pattern, only in `out`'s folder; each removal is logged. Two jobs writing the
+    same output at once are not supported (the workflow never runs them).
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    own = re.compile(re.escape(f".{out.name}.") + _MKSTEMP_RANDOM + re.escape(suffix))
+    removed = []
+    for candidate in sorted(out.parent.iterdir()):
+        if own.fullmatch(candidate.name) and candidate.is_file() and not candidate.is_symlink():
+            size = candidate.stat().st_size
+            candidate.unlink()
+            logging.getLogger(__name__).info(
+                "removed %s (%d bytes), left by an earlier interrupted write of %s", candidate, size, out.name)
+            removed.append(candidate)
+    return removed
 
 
 def write_parquet_atomic(df, path: str | os.PathLike) -> Path:

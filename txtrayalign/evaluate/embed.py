@@ -54,31 +54,10 @@ def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-class _IndexedShards:
-    """Minimal reader of images/<size>/index.parquet + shards, used when txtrayalign.images is absent."""
-
-    def __init__(self, index_parquet: str | Path) -> None:
-        self.root = Path(index_parquet).parent
-        index = read_table(index_parquet, ["dicom_id", "shard", "row"])
-        self.where = {
-            d: (s, int(r)) for d, s, r in zip(index["dicom_id"], index["shard"], index["row"], strict=True)
-        }
-        self._files: dict[str, h5py.File] = {}
-
-    def get(self, dicom_id: str) -> np.ndarray:
-        shard, row = self.where[dicom_id]
-        if shard not in self._files:
-            self._files[shard] = h5py.File(self.root / shard, "r")
-        return self._files[shard]["images"][row]
-
-
 def open_image_reader(index_parquet: str | Path):
-    """`txtrayalign.images.shards.ShardReader` when available, else a minimal private reader."""
-    try:
-        from txtrayalign.images.shards import ShardReader
-    except ImportError:
-        log.info("txtrayalign.images.shards not available: using the built-in shard reader")
-        return _IndexedShards(index_parquet)
+    """The pipeline's one shard reader (`txtrayalign.images.shards.ShardReader`)."""
+    from txtrayalign.images.shards import ShardReader
+
     return ShardReader(index_parquet)
 
 

@@ -19,13 +19,12 @@ from txtrayalign.images.shards import (
     ShardSettings,
     SkippedShareExceeded,
     merge_shards,
-    remove_stale_temporaries,
     select_shard_rows,
     shard_name,
     write_shard,
 )
 from txtrayalign.tables import read_table
-from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
+from txtrayalign.utils import atomic_path, remove_stale_temporaries, setup_logging, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -52,32 +51,6 @@ class ShardSettings:
     size: int
     resize_mode: str = "center_crop"
     window: str = "bitdepth"
-
-
-# The temporary name `utils.atomic_path(out, suffix)` writes under: "." + out's name + "." + the 8
-# random characters of tempfile.mkstemp + suffix.
-_MKSTEMP_RANDOM = r"[a-z0-9_]{8}"
-
-
-def remove_stale_temporaries(out: str | os.PathLike, suffix: str) -> list[Path]:
-    """Delete what an earlier, killed atomic write of `out` left beside it (`.<name>.XXXXXXXX<suffix>`).
-
-    Only that exact pattern, only in `out`'s folder; each removal is logged. Two jobs writing the
-    same output at once are not supported (the workflow never runs them).
-    """
-    out = Path(out)
-    if not out.parent.is_dir():
-        return []
-    own = re.compile(re.escape(f".{out.name}.") + _MKSTEMP_RANDOM + re.escape(suffix))
-    removed = []
-    for candidate in sorted(out.parent.iterdir()):
-        if own.fullmatch(candidate.name) and candidate.is_file() and not candidate.is_symlink():
-            size = candidate.stat().st_size
-            candidate.unlink()
-            log.info("removed %s (%d bytes), left by an earlier interrupted write of %s", candidate, size,
-                     out.name)
-            removed.append(candidate)
-    return removed
 
 
 def code_version() -> str:
