@@ -78,6 +78,8 @@ CASES = [
     ("Heart size is borderline.", {"Cardiomegaly": -1}),
     ("The cardiomediastinal silhouette is within normal limits.", {"No Finding": 1, "Enlarged Cardiomediastinum": 0}),
     ("The cardiomediastinal silhouette is stable.", {"Enlarged Cardiomediastinum": -1}),
+    # de-identification hid the verb of a statement of change (an IU template): uncertain, as "stable"
+    ("The heart and lungs have XXXX XXXX in the interval.", {"Cardiomegaly": -1}),
     ("The mediastinum is widened.", {"Enlarged Cardiomediastinum": 1}),
     ("There is a 1.2 cm nodule in the right upper lobe.", {"Lung Lesion": 1}),
     ("No suspicious pulmonary nodules.", {"No Finding": 1, "Lung Lesion": 0}),
@@ -88,6 +90,7 @@ CASES = [
     ("Congestive heart failure.", {"Edema": 1, "Cardiomegaly": -1}),
     ("Right lower lobe consolidation.", {"Consolidation": 1}),
     ("No acute cardiopulmonary process.", {"No Finding": 1}),
+    ("Negative acute cardiopulmonary abnormality.", {"No Finding": 1}),  # a bare "negative" negates
     ("Pleural scarring.", {"Pleural Other": 1}),
     ("Left apical pleural thickening.", {"Pleural Other": 1}),
     ("No pleural thickening.", {"No Finding": 1, "Pleural Other": 0}),
