@@ -286,8 +286,14 @@ def test_label_unique_uses_the_given_labeller():
     assert label_unique(texts, labeller=custom)[:, fracture].tolist() == [1.0, 1.0, 0.0]
 
 
-def test_label_stage_reports_missing_columns(tmp_path):
+def test_label_stage_reports_missing_columns(tmp_path, capsys):
     pd.DataFrame({"study_id": [1]}).to_parquet(tmp_path / "sections.parquet")
     pd.DataFrame({"sentence_id": [1], "study_id": [1], "sentence": ["x"]}).to_parquet(tmp_path / "sentences.parquet")
-    with pytest.raises(ValueError, match="sections.parquet: missing column"):
-        _run_label(tmp_path)
+    out = tmp_path / "labels"
+    argv = ["label", "--sections", str(tmp_path / "sections.parquet"), "--sentences",
+            str(tmp_path / "sentences.parquet"), "--out-reports", str(out / "reports.parquet"),
+            "--out-sentences", str(out / "sentences.parquet")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sections.parquet: not a sections table, missing column(s) ['subject_id'" in err[0]
+    assert not out.exists()  # nothing written

@@ -14,8 +14,9 @@ import pandas as pd
 from txtrayalign.chexpert import compare
 from txtrayalign.chexpert.aggregate import explain
 from txtrayalign.chexpert.batch import label_unique
-from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS
+from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.errors import InputError
+from txtrayalign.tables import check_columns, read_table
 from txtrayalign.text.encoding import read_text
 from txtrayalign.utils import atomic_path, setup_logging, write_parquet_atomic
 
@@ -24,16 +25,9 @@ log = logging.getLogger(__name__)
 REPORTS_COLUMN = "Reports"
 
 
-def _require(df: pd.DataFrame, columns: list[str], path: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing} (have {list(df.columns)})")
-
-
 def read_official(path: str) -> pd.DataFrame:
     """The official mimic-cxr-2.0.0-chexpert.csv.gz, columns re-ordered to OBSERVATIONS."""
-    table = pd.read_csv(path)
-    _require(table, ["subject_id", "study_id", *MIMIC_LABEL_COLUMNS], path)
+    table = check_columns(pd.read_csv(path), "report_labels", path)  # the 14 columns, in any order
     table = table[["subject_id", "study_id", *OBSERVATIONS]].copy()
     table[OBSERVATIONS] = table[OBSERVATIONS].astype("float64")
     return table.drop_duplicates("study_id")
@@ -81,10 +75,8 @@ def run_label(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     label = _text_labeller(args)
-    sections = pd.read_parquet(args.sections, columns=None)
-    _require(sections, ["subject_id", "study_id", "label_text"], args.sections)
-    sentences = pd.read_parquet(args.sentences)
-    _require(sentences, ["sentence_id", "study_id", "sentence"], args.sentences)
+    sections = read_table(args.sections, "sections", columns=["subject_id", "study_id", "label_text"])
+    sentences = read_table(args.sentences, "sentences", columns=["sentence_id", "study_id", "sentence"])
 
     reports = sections[["subject_id", "study_id"]].reset_index(drop=True).copy()
     texts = sections["label_text"].fillna("").astype(str).tolist()
