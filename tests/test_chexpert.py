@@ -120,6 +120,13 @@ CASES = [
     ("Right lower lobe opacity without effusion is concerning for pneumonia.",
      {"Lung Opacity": 1, "Pleural Effusion": 0, "Pneumonia": -1}),
     ("There is no change in the moderate left pleural effusion.", {"Pleural Effusion": 1}),
+    # "suggest" is no uncertainty trigger (CheXpert took it out of its patterns); "may" still is
+    ("Increased interstitial markings suggestive of mild pulmonary edema.", {"Lung Opacity": 1, "Edema": 1}),
+    ("These findings may suggest pneumonia.", {"Pneumonia": -1}),
+    # "probable" hedges, "probably" does not (CheXpert's lemma list); nor does the noun "obscuration"
+    ("Probable small left pleural effusion.", {"Pleural Effusion": -1}),
+    ("Opacity which probably represents left lower lobe consolidation.", {"Lung Opacity": 1, "Consolidation": 1}),
+    ("Obscuration of the left hemidiaphragm by a left lower lobe opacity.", {"Lung Opacity": 1}),
     ("Left lower lobe opacity may represent atelectasis or pneumonia.",
      {"Lung Opacity": 1, "Atelectasis": -1, "Pneumonia": -1}),
     # anatomy as a landmark is not a mention

@@ -6,7 +6,7 @@ to the next one after it, inside one sentence. Each trigger list is compiled int
 
 Decisions follow the CheXpert labeller's order: pre-negation uncertainty, then negation, then
 post-negation uncertainty, else positive. Choices where CheXpert's rules say nothing:
-"unlikely", "likely", "suggestive of" and "?" are uncertainty triggers.
+"unlikely", "likely" and "?" are uncertainty triggers; "suggest" is not (CheXpert dropped it).
 """
 
 from __future__ import annotations
