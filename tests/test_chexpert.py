@@ -141,6 +141,8 @@ CASES = [
     ("Nodular opacity in the right upper lobe.", {"Lung Lesion": 1}),  # a lesion, not an opacity
     # other findings make No Finding blank
     ("Emphysema.", {}),
+    ("Small left chest wall hematoma.", {}),
+    ("No hematoma.", {"No Finding": 1}),
 ]
 
 
