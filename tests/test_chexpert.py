@@ -80,6 +80,7 @@ CASES = [
     ("The cardiomediastinal silhouette is stable.", {"Enlarged Cardiomediastinum": -1}),
     # de-identification hid the verb of a statement of change (an IU template): uncertain, as "stable"
     ("The heart and lungs have XXXX XXXX in the interval.", {"Cardiomegaly": -1}),
+    ("Cardiac and mediastinal XXXX appear normal.", {"No Finding": 1, "Enlarged Cardiomediastinum": 0}),
     ("The mediastinum is widened.", {"Enlarged Cardiomediastinum": 1}),
     ("There is a 1.2 cm nodule in the right upper lobe.", {"Lung Lesion": 1}),
     ("No suspicious pulmonary nodules.", {"No Finding": 1, "Lung Lesion": 0}),
