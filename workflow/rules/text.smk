@@ -45,7 +45,7 @@ rule label:
     params:
         official=lambda w: official_labels(w.dataset),
         labeller=label_options(config["labels"]),
-        code=CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
+        code=CODE["label"],
     threads: 4
     resources:
         mem_mb=4000,
