@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_config
 import txtrayalign.utils
+from tests.workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_config
 from txtrayalign.utils import PACKAGE_ROOT, code_fingerprints, module_closure
 
 SENTENCES = "results/tiny/text/sentences.parquet"
