@@ -21,6 +21,7 @@ include: "workflow/rules/images.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/checks.smk"
 
 
 rule evaluate:

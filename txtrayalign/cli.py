@@ -73,7 +73,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "train image and text encoders contrastively (CLIP-style) for one experiment",
     ),
     "embed": (
-        "txtrayalign.evaluate.cli", "configure_embed", "run_embed",
+        "txtrayalign.evaluate.embed_cli", "configure", "run",
         "embed the query images and the sentence bank with a trained model (HDF5)",
     ),
     "evaluate": (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import hashlib
+import json
 import logging
 import os
 import re
@@ -119,77 +119,144 @@ def _module_file(name: str) -> Path | None:
     return module if len(parts) > 1 and module.is_file() else None
 
 
-def _parse(path: Path) -> ast.Module:
-    stat = path.stat()
-    return _parse_version(path, stat.st_mtime_ns, stat.st_size)
+# What one source file imports and which string literals it holds, by the file's content hash: the
+# ast walk is most of a closure's cost, and the same content always gives the same answer.
+_SCANS: dict[str, dict] = {}
+SCAN_CACHE_VERSION = 1
 
 
-@functools.cache
-def _parse_version(path: Path, mtime_ns: int, size: int) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+def _scan(data: bytes, path: Path) -> dict:
+    """`imports`: [level, module, [names]] per import statement (functions included); `strings`: the
+    string literals that could name package data (one line, relative, at most 200 characters)."""
+    imports, strings = [], set()
+    for node in ast.walk(ast.parse(data, filename=str(path))):
+        if isinstance(node, ast.Import):
+            imports.extend([0, alias.name, []] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imports.append([node.level, node.module or "", [alias.name for alias in node.names]])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            if text and len(text) <= 200 and not text.startswith((".", "/")) and "\n" not in text:
+                strings.add(text)
+    return {"imports": imports, "strings": sorted(strings)}
 
 
-def _imported_names(path: Path, name: str) -> set[str]:
+def _imported_names(scan: dict, path: Path, name: str) -> set[str]:
     """Every module name an `import` anywhere in the file (functions included) may load."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(_parse(path)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
+    for level, module, aliases in scan["imports"]:
+        if level:
+            base = package.split(".")
+            base = base[: len(base) - (level - 1)]
+            module = ".".join(base + ([module] if module else []))
+        names.add(module)
+        names.update(f"{module}.{alias}" for alias in aliases)  # `from pkg import submodule`
     return names
 
 
-def _data_files(path: Path) -> set[Path]:
+def _data_files(scan: dict, path: Path, listings: dict[Path, set[str]]) -> set[Path]:
     """Package data a module names by a string literal: a file, or a folder that is not a package."""
+    folder = path.parent
+    if folder not in listings:
+        listings[folder] = set(os.listdir(folder))
     found: set[Path] = set()
-    for node in ast.walk(_parse(path)):
-        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+    for text in scan["strings"]:
+        if text.split("/", 1)[0] not in listings[folder]:  # cannot exist: spare the stat calls
             continue
-        text = node.value
-        if not text or len(text) > 200 or text.startswith((".", "/")) or "\n" in text:
-            continue
-        candidate = path.parent / text
+        candidate = folder / text
         try:
             if candidate.is_file() and candidate.suffix != ".py" and candidate.name not in NOT_CODE:
                 found.add(candidate)
             elif candidate.is_dir() and not (candidate / "__init__.py").exists():
                 found.update(f for f in candidate.rglob("*") if f.is_file() and "__pycache__" not in f.parts
                              and f.suffix not in {".py", ".pyc"} and f.name not in NOT_CODE)
-        except OSError:
+        except (OSError, ValueError):
             continue
     return found
+
+
+class _Sources:
+    """Reads each package file once and scans it once (by content hash, optionally from a cache file)."""
+
+    def __init__(self, cache: Path | None = None) -> None:
+        self.cache = cache
+        self.data: dict[Path, bytes] = {}
+        self.used: dict[str, dict] = {}
+        self.listings: dict[Path, set[str]] = {}
+        self.modules: dict[str, Path | None] = {}
+        self.stored: dict[str, dict] = {}
+        if cache is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stored = json.loads(cache.read_text(encoding="utf-8"))
+                if stored.get("version") == SCAN_CACHE_VERSION:
+                    self.stored = stored["files"]
+
+    def read(self, path: Path) -> bytes:
+        if path not in self.data:
+            self.data[path] = path.read_bytes()
+        return self.data[path]
+
+    def scan(self, path: Path) -> dict:
+        data = self.read(path)
+        key = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if key not in self.used:
+            self.used[key] = _SCANS.get(key) or self.stored.get(key) or _scan(data, path)
+            _SCANS[key] = self.used[key]
+        return self.used[key]
+
+    def closure(self, modules: Iterable[str]) -> list[Path]:
+        files: dict[str, Path] = {}
+        todo = list(modules)
+        while todo:
+            parts = todo.pop().split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c first runs a/__init__ and a/b/__init__
+                name = ".".join(parts[:i])
+                if name in files:
+                    continue
+                if name not in self.modules:
+                    self.modules[name] = _module_file(name)
+                source = self.modules[name]
+                if source is None:
+                    continue
+                files[name] = source
+                todo.extend(_imported_names(self.scan(source), source, name))
+        found = set(files.values())
+        for source in list(found):
+            found |= _data_files(self.scan(source), source, self.listings)
+        return sorted(found)
+
+    def fingerprint(self, items: Iterable[str | os.PathLike]) -> str:
+        files: set[Path] = set()
+        for item in items:
+            if str(item).startswith("txtrayalign"):
+                files.update(self.closure([str(item)]))
+                continue
+            p = Path(item)
+            if not p.is_absolute():
+                p = PACKAGE_ROOT / p
+            candidates = p.rglob("*") if p.is_dir() else [p]
+            files.update(f for f in candidates if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
+        h = hashlib.sha256()
+        for f in sorted(files):
+            h.update(str(f.relative_to(PACKAGE_ROOT)).encode())
+            h.update(self.read(f))
+        return h.hexdigest()[:16]
+
+    def save(self) -> None:
+        """Keep the scans of this run's files (only those) in the cache file; a failure costs only time."""
+        if self.cache is None or self.used == self.stored:
+            return
+        with contextlib.suppress(OSError):
+            with atomic_path(self.cache) as tmp:
+                tmp.write_text(json.dumps({"version": SCAN_CACHE_VERSION, "files": self.used}), encoding="utf-8")
 
 
 def module_closure(*modules: str) -> list[Path]:
     """The files a stage runs: its `txtrayalign` modules, everything they import from the package
     (transitively, the packages' `__init__` files and imports inside functions included), and the
     package data those modules name (e.g. the labeller's phrase YAMLs)."""
-    files: dict[str, Path] = {}
-    todo = list(modules)
-    while todo:
-        parts = todo.pop().split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c first runs a/__init__ and a/b/__init__
-            name = ".".join(parts[:i])
-            if name in files:
-                continue
-            source = _module_file(name)
-            if source is None:
-                continue
-            files[name] = source
-            todo.extend(_imported_names(source, name))
-    found = set(files.values())
-    for source in list(found):
-        found |= _data_files(source)
-    return sorted(found)
+    return _Sources().closure(modules)
 
 
 def code_fingerprint(*modules_or_paths: str | os.PathLike) -> str:
@@ -199,21 +266,18 @@ def code_fingerprint(*modules_or_paths: str | os.PathLike) -> str:
     `module_closure`) or a file or folder relative to the package (all files in it). Rules put the
     result in `params`; training stores it in its checkpoints.
     """
-    files: set[Path] = set()
-    for item in modules_or_paths:
-        if str(item).startswith("txtrayalign"):
-            files.update(module_closure(str(item)))
-            continue
-        p = Path(item)
-        if not p.is_absolute():
-            p = PACKAGE_ROOT / p
-        candidates = p.rglob("*") if p.is_dir() else [p]
-        files.update(f for f in candidates if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc")
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(str(f.relative_to(PACKAGE_ROOT)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return _Sources().fingerprint(modules_or_paths)
+
+
+def code_fingerprints(stages: dict[str, str | tuple[str, ...]], cache: str | os.PathLike | None = None
+                      ) -> dict[str, str]:
+    """`code_fingerprint` of every stage at once ({stage: module or modules}): each file is read and
+    scanned once for all of them. `cache`: a JSON file keeping the scans by content hash between calls
+    (the workflow keeps one in .snakemake/), so a dry run parses no Python file it parsed before."""
+    sources = _Sources(Path(cache) if cache is not None else None)
+    out = {stage: sources.fingerprint([items] if isinstance(items, str) else items) for stage, items in stages.items()}
+    sources.save()
+    return out
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

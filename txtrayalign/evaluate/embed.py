@@ -1,6 +1,8 @@
 """Embed the query images, the sentence bank and the query reports with a trained model (HDF5).
 
-Files (see docs/design.md):
+Two independent halves, each written only where it is used (a cross-dataset evaluation against the
+training dataset's bank needs no bank of its own): the queries (`select_queries`, `write_queries`) and
+the bank (`select_bank`, `write_bank`). Files (see docs/design.md):
 - queries.h5: `embeddings` (N, D) for every image of the query split found in the image index,
   `dicom_id`, `study_id`, `view` (from the split table or the optional images table, else ""), and `report_embeddings`
   (R, D) with `report_study_id` (R,): each query study's own report (`train_text` of sections.parquet),
@@ -63,9 +65,9 @@ def open_image_reader(index_parquet: str | Path):
 
 @dataclass
 class EmbedInputs:
-    queries: pd.DataFrame  # dicom_id, study_id, view
-    bank: pd.DataFrame  # sentence_id, sentence, text_count
-    reports: pd.DataFrame  # study_id, text
+    queries: pd.DataFrame | None  # dicom_id, study_id, view (None: no queries to embed)
+    bank: pd.DataFrame | None  # sentence_id, sentence, text_count (None: no bank to embed)
+    reports: pd.DataFrame | None  # study_id, text (with the queries)
     prompts: dict[str, tuple[str, str]] | None = None  # observation -> (positive, negative) prompt
     report_bank: pd.DataFrame | None = None  # study_id, text, text_count (report-level retrieval)
     report_section: str | None = None
@@ -85,7 +87,8 @@ def select_inputs(
     prompts: dict[str, tuple[str, str]] | None = None,
     report_section: str | None = None,
 ) -> EmbedInputs:
-    """Choose the query images, the sentence bank and the query reports.
+    """Choose the query images, the sentence bank and the query reports (`select_queries` and
+    `select_bank` together).
 
     - queries: every image of `query_split` in the split table that the image index holds (missing
       ones are logged), ordered by (study_id, dicom_id); the first `max_queries` when given. Every
@@ -98,6 +101,25 @@ def select_inputs(
     - report_bank: with `report_section` (a column of `sections`), the bank studies' texts of that
       section, one row per exact text (`report_retrieval.report_bank`).
     """
+    queries, reports = select_queries(split, images_index, sections, query_split, max_queries, paths, views)
+    bank, r_bank = select_bank(split, sentences, sections, bank_splits, dedupe, paths, report_section)
+    return EmbedInputs(
+        queries=queries, bank=bank, reports=reports, prompts=prompts, report_bank=r_bank,
+        report_section=report_section,
+    )
+
+
+def select_queries(
+    split: pd.DataFrame,
+    images_index: pd.DataFrame,
+    sections: pd.DataFrame,
+    query_split: str,
+    max_queries: int | None = None,
+    paths: dict[str, str] | None = None,
+    views: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The query images (dicom_id, study_id, view) and their studies' reports (study_id, text); see
+    `select_inputs`."""
     paths = paths or {}
     q = split.loc[split["split"] == query_split].copy()
     in_index = q["dicom_id"].isin(set(images_index["dicom_id"]))
@@ -125,7 +147,34 @@ def select_inputs(
             f"no query images: split {query_split!r} of {paths.get('split', 'the split table')} has no image "
             f"found in {paths.get('images_index', 'the image index')}"
         )
+    study_text = sections.drop_duplicates("study_id").set_index("study_id")["train_text"]
+    report_ids = pd.unique(queries["study_id"])
+    texts = study_text.reindex(report_ids)
+    has_text = texts.notna() & (texts.astype(str).str.strip() != "")
+    if (~has_text).any():
+        log.warning(
+            "%d query studies have no report text in %s: left out of exact-pair retrieval",
+            int((~has_text).sum()),
+            paths.get("sections", "sections"),
+        )
+    reports = pd.DataFrame(
+        {"study_id": report_ids[has_text.to_numpy()], "text": texts[has_text].astype(str).to_numpy()}
+    )
+    return queries, reports
 
+
+def select_bank(
+    split: pd.DataFrame,
+    sentences: pd.DataFrame,
+    sections: pd.DataFrame,
+    bank_splits: Sequence[str],
+    dedupe: bool = True,
+    paths: dict[str, str] | None = None,
+    report_section: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The sentence bank (sentence_id, sentence, text_count) and, with `report_section`, the report
+    bank; see `select_inputs`."""
+    paths = paths or {}
     if "split" in sentences.columns:
         in_bank = sentences["split"].isin(list(bank_splits))
         source = paths.get("sentences", "sentences")
@@ -147,19 +196,6 @@ def select_inputs(
             f"empty sentence bank: no sentence of splits {list(bank_splits)} in {paths.get('sentences', 'sentences')}"
         )
 
-    study_text = sections.drop_duplicates("study_id").set_index("study_id")["train_text"]
-    report_ids = pd.unique(queries["study_id"])
-    texts = study_text.reindex(report_ids)
-    has_text = texts.notna() & (texts.astype(str).str.strip() != "")
-    if (~has_text).any():
-        log.warning(
-            "%d query studies have no report text in %s: left out of exact-pair retrieval",
-            int((~has_text).sum()),
-            paths.get("sections", "sections"),
-        )
-    reports = pd.DataFrame(
-        {"study_id": report_ids[has_text.to_numpy()], "text": texts[has_text].astype(str).to_numpy()}
-    )
     r_bank = None
     if report_section:
         if "split" in sections.columns:
@@ -169,10 +205,7 @@ def select_inputs(
         r_bank = report_bank(
             sections, report_section, bank_studies.unique(), where=paths.get("sections", "sections")
         )
-    return EmbedInputs(
-        queries=queries, bank=bank, reports=reports, prompts=prompts, report_bank=r_bank,
-        report_section=report_section,
-    )
+    return bank, r_bank
 
 
 def _autocast(device: torch.device):
@@ -206,7 +239,8 @@ def embed_all(
     batch_size: int = 256,
     dtype: str = "float16",
 ) -> dict[str, np.ndarray]:
-    """Encode query images, bank sentences and query reports."""
+    """Encode what `inputs` holds: the query images and their reports (`queries`, `reports`), the bank
+    sentences, prompts and report bank (`bank`, `prompts`, `report_bank`)."""
     np_dtype = DTYPES[dtype]
 
     def images(ids: Sequence[str]) -> torch.Tensor:
@@ -221,31 +255,27 @@ def embed_all(
         with _autocast(device):
             return model.encode_texts(list(batch))
 
-    q_ids = inputs.queries["dicom_id"].tolist()
-    out = {
-        "queries": encode_in_batches(q_ids, images, batch_size, "embed images", np_dtype),
-        **(
-            {"prompts": prompt_embeddings(lambda t: encode_in_batches(t, texts, batch_size, "embed prompts",
-                                                                       np.float32), inputs.prompts)}
-            if inputs.prompts is not None
-            else {}
-        ),
-        **(
-            {"report_bank": encode_in_batches(inputs.report_bank["text"].tolist(), texts, batch_size,
-                                              "embed report bank", np_dtype)}
-            if inputs.report_bank is not None
-            else {}
-        ),
-        "bank": encode_in_batches(
-            inputs.bank["sentence"].astype(str).tolist(), texts, batch_size, "embed sentences", np_dtype
-        ),
-    }
-    if len(inputs.reports):
-        out["reports"] = encode_in_batches(
-            inputs.reports["text"].tolist(), texts, batch_size, "embed reports", np_dtype
-        )
-    else:
-        out["reports"] = np.zeros((0, out["queries"].shape[1]), dtype=np_dtype)
+    out: dict[str, np.ndarray] = {}
+    if inputs.queries is not None:
+        out["queries"] = encode_in_batches(inputs.queries["dicom_id"].tolist(), images, batch_size, "embed images",
+                                           np_dtype)
+        if len(inputs.reports):
+            out["reports"] = encode_in_batches(
+                inputs.reports["text"].tolist(), texts, batch_size, "embed reports", np_dtype
+            )
+        else:
+            out["reports"] = np.zeros((0, out["queries"].shape[1]), dtype=np_dtype)
+    if inputs.bank is None:
+        return out
+    if inputs.prompts is not None:
+        out["prompts"] = prompt_embeddings(
+            lambda t: encode_in_batches(t, texts, batch_size, "embed prompts", np.float32), inputs.prompts)
+    if inputs.report_bank is not None:
+        out["report_bank"] = encode_in_batches(inputs.report_bank["text"].tolist(), texts, batch_size,
+                                               "embed report bank", np_dtype)
+    out["bank"] = encode_in_batches(
+        inputs.bank["sentence"].astype(str).tolist(), texts, batch_size, "embed sentences", np_dtype
+    )
     return out
 
 

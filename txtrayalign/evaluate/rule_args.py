@@ -11,8 +11,6 @@ import json
 import shlex
 from pathlib import Path
 
-from txtrayalign.chexbert import DEFAULT_BATCH_SIZE
-
 
 def _block(evaluation: dict, key: str) -> dict:
     return evaluation.get(key) or {}
@@ -36,7 +34,11 @@ def embed_options(evaluation: dict) -> str:
 def chexbert_options(labels: dict) -> str:
     """`--chexbert-*` options from `labels.chexbert` (no checkpoint: none, the CheXbert rows are absent)."""
     cb = labels.get("chexbert") or {}
-    options = [f"--chexbert-batch-size {int(cb.get('batch_size', DEFAULT_BATCH_SIZE))}"]
+    if "batch_size" in cb:  # always, from the workflow (the schema's default): the Snakefile imports no torch
+        batch_size = cb["batch_size"]
+    else:
+        from txtrayalign.chexbert import DEFAULT_BATCH_SIZE as batch_size
+    options = [f"--chexbert-batch-size {int(batch_size)}"]
     for key in ("checkpoint", "tokenizer", "device"):
         if cb.get(key):
             options.append(f"--chexbert-{key} {shlex.quote(str(cb[key]))}")

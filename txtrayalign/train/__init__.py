@@ -7,12 +7,15 @@ trained encoders for inference (`encode_images`, `encode_texts`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = "best.pt"):
     """The trained model of `model_dir` (config.yaml + best.pt + tokenizer/), in eval mode on `device`."""
+    import torch  # here, not at the top: the dry run imports txtrayalign.train.names without torch
     import yaml
 
     from txtrayalign.train import checkpoint as ckpt

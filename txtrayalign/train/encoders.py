@@ -16,15 +16,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from txtrayalign.train.pretrained import (
-    LAYER_PATHS,
-    find_layers,
-    hf_available,
-    is_pair,
+from txtrayalign.train.names import (
+    IMAGE_ENCODER_NAMES,
+    IMAGENET_URLS,
+    TIMM_PREFIX,
+    experiment_problems,  # noqa: F401  (re-exported: the checks' old home)
+    list_image_encoders,
     offline,
-    pair_problem,
-    parse_pair,
+    problems_report,  # noqa: F401
+    text_encoder_problem,
+    timm_problem,
+    torch_hub_checkpoint,
 )
+from txtrayalign.train.pretrained import LAYER_PATHS, find_layers
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +36,14 @@ IMAGE_ENCODERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_image_encoder(name: str) -> Callable:
+    if name not in IMAGE_ENCODER_NAMES:  # the dry run checks names against that torch-free list
+        raise ValueError(f"image encoder {name!r}: add it to txtrayalign.train.names.IMAGE_ENCODER_NAMES")
+
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         IMAGE_ENCODERS[name] = fn
         return fn
 
     return wrap
-
-
-def list_image_encoders() -> list[str]:
-    return sorted(IMAGE_ENCODERS)
-
-
-def list_text_encoders() -> list[str]:
-    return ["small_bert", "<Hugging Face hub name or local folder>"]
-
-
-PAIR_NAMES = ("open_clip:<architecture>", "open_clip:hf-hub:<org/repo>", "open_clip:local-dir:<folder>",
-              "clip:<org/repo or folder>", "siglip:<org/repo or folder>", "biovil")
-TIMM_PREFIX = "timm:"
-WEIGHT_PROBLEMS = ("weights", "image_encoder.weights", "ImageNet weights", "open_clip weights")  # key: .weights
 
 
 def build_image_encoder(name: str, weights: str = "none") -> nn.Module:
@@ -59,85 +52,6 @@ def build_image_encoder(name: str, weights: str = "none") -> nn.Module:
     if name not in IMAGE_ENCODERS:
         raise ValueError(f"unknown image encoder '{name}'; available: {list_image_encoders()}")
     return IMAGE_ENCODERS[name](weights=weights)
-
-
-def _near(name: str, known: list[str]) -> str:
-    from difflib import get_close_matches
-
-    near = get_close_matches(name, known, n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(near)}?)" if near else ""
-
-
-def image_encoder_problem(name: object, weights: object) -> str | None:
-    """Why image encoder `name` with `weights` cannot be built (checked without building it), or None."""
-    if not isinstance(name, str):
-        return f"must be a string, got {name!r}"
-    spec = parse_pair(name)
-    if spec is not None:
-        return pair_problem(spec, weights)
-    if name.startswith(TIMM_PREFIX):
-        return timm_problem(name[len(TIMM_PREFIX):], weights)
-    if name not in IMAGE_ENCODERS:
-        return (f"'{name}' is not a known image encoder{_near(name, list_image_encoders())}; known: "
-                f"{', '.join(list_image_encoders())}, timm:<name>, or a pretrained pair: {', '.join(PAIR_NAMES)}")
-    if weights in ("none", None):
-        return None
-    if weights == "imagenet":
-        enum = IMAGENET_WEIGHTS.get(name)
-        if enum is None:
-            return f"weights 'imagenet': {name} has none (image_encoder.weights: none or a state dict file)"
-        cached = _torch_hub_weights_file(enum())
-        if offline() and not cached.is_file():
-            return (f"ImageNet weights for {name} are not in the torch hub cache {cached}: download {enum().url} to "
-                    "that path (TORCH_HOME sets the cache) [offline: HF_HUB_OFFLINE is set]")
-        return None
-    if not Path(str(weights)).expanduser().is_file():
-        return f"image_encoder.weights {weights!r} is not 'none', 'imagenet' or an existing state dict file"
-    return None
-
-
-def text_encoder_problem(name: object) -> str | None:
-    """Why text encoder `name` cannot be loaded (checked without loading it: local folder, cache, hub), or None."""
-    if not isinstance(name, str) or not name:
-        return f"must be a non-empty string, got {name!r}"
-    if name == "small_bert":
-        return None
-    spec = parse_pair(name)
-    if spec is not None:
-        return None  # checked with the image encoder's name, which must be the same
-    problem = hf_available(name, None, "config.json", name)
-    if problem is None:
-        return None
-    near = _near(name, ["small_bert"])
-    return f"'{name}' is not small_bert{near}, and {problem}" if near else problem
-
-
-def experiment_problems(exp: dict) -> list[str]:
-    """Everything wrong with one resolved experiment's encoder settings that shows without data.
-
-    Unknown names, pair names that differ between the two towers, weights files that do not exist,
-    Hugging Face names that are neither a local folder nor in the local cache when offline (online:
-    not on the hub, one request without retries). Each message names the key `experiments.<name>.…`.
-    """
-    where = f"experiments.{exp.get('name') or '<name>'}"
-    image, text = dict(exp.get("image_encoder") or {}), dict(exp.get("text_encoder") or {})
-    iname, tname, weights = image.get("name"), text.get("name"), image.get("weights", "none")
-    problems = []
-    if is_pair(iname) or is_pair(tname):
-        if iname != tname:
-            problems.append(
-                f"{where}.text_encoder.name: a pretrained pair is named on both encoders alike; got "
-                f"image_encoder.name {iname!r} and text_encoder.name {tname!r}")
-            return problems
-    problem = image_encoder_problem(iname, weights)
-    if problem:
-        key = "weights" if problem.startswith(WEIGHT_PROBLEMS) else "name"
-        problems.append(f"{where}.image_encoder.{key}: {problem}")
-    if not is_pair(tname):
-        problem = text_encoder_problem(tname)
-        if problem:
-            problems.append(f"{where}.text_encoder.name: {problem}")
-    return problems
 
 
 # ---------------------------------------------------------------- image encoders
@@ -193,24 +107,19 @@ def compact_cnn_gn(weights: str = "none") -> nn.Module:
     return _compact(weights, "group", "compact_cnn_gn")
 
 
-def _torch_hub_weights_file(weights_enum) -> Path:
-    from torch.hub import get_dir
-
-    return Path(get_dir()) / "checkpoints" / os.path.basename(weights_enum.url)
-
-
-def load_imagenet(model: nn.Module, name: str, weights_enum) -> None:
+def load_imagenet(model: nn.Module, name: str) -> None:
     """Load torchvision ImageNet weights from the torch hub cache (downloading only when online)."""
-    cached = _torch_hub_weights_file(weights_enum)
+    url = IMAGENET_URLS[name]
+    cached = torch_hub_checkpoint(url)
     hint = (
-        f"ImageNet weights for {name} are not in the torch hub cache {cached}: download {weights_enum.url} "
+        f"ImageNet weights for {name} are not in the torch hub cache {cached}: download {url} "
         f"to that path on a machine with internet (or set image_encoder.weights to 'none' or a local .pt/.pth path)"
     )
     if not cached.is_file():
         if offline():
             raise FileNotFoundError(hint + " [offline: HF_HUB_OFFLINE/TXTRAYALIGN_OFFLINE is set]")
         try:
-            torch.hub.load_state_dict_from_url(weights_enum.url, progress=True, check_hash=False)
+            torch.hub.load_state_dict_from_url(url, model_dir=str(cached.parent), progress=True, check_hash=False)
         except Exception as e:  # network errors come in many types
             raise FileNotFoundError(f"{hint} [download failed: {e}]") from e
     state = torch.load(cached, map_location="cpu", weights_only=True)
@@ -258,10 +167,10 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike, name: str) -
     _load_backbone_state(model, state, str(p))
 
 
-def _torchvision_encoder(name: str, weights: str, constructor, weights_enum, head_attr: str) -> nn.Module:
+def _torchvision_encoder(name: str, weights: str, constructor, head_attr: str) -> nn.Module:
     model = constructor(weights=None)
     if weights == "imagenet":
-        load_imagenet(model, name, weights_enum)
+        load_imagenet(model, name)
     elif weights not in ("none", None):
         load_state_dict_file(model, weights, name)
     head = getattr(model, head_attr)
@@ -275,56 +184,24 @@ def _torchvision_encoder(name: str, weights: str, constructor, weights_enum, hea
 def resnet18(weights: str = "none") -> nn.Module:
     from torchvision import models
 
-    return _torchvision_encoder("resnet18", weights, models.resnet18, IMAGENET_WEIGHTS["resnet18"](), "fc")
+    return _torchvision_encoder("resnet18", weights, models.resnet18, "fc")
 
 
 @register_image_encoder("resnet50")
 def resnet50(weights: str = "none") -> nn.Module:
     from torchvision import models
 
-    return _torchvision_encoder("resnet50", weights, models.resnet50, IMAGENET_WEIGHTS["resnet50"](), "fc")
+    return _torchvision_encoder("resnet50", weights, models.resnet50, "fc")
 
 
 @register_image_encoder("efficientnet_b0")
 def efficientnet_b0(weights: str = "none") -> nn.Module:
     from torchvision import models
 
-    return _torchvision_encoder("efficientnet_b0", weights, models.efficientnet_b0, IMAGENET_WEIGHTS["efficientnet_b0"](),
-                                "classifier")
-
-
-def _imagenet(name: str):
-    def get():
-        from torchvision import models
-
-        return {"resnet18": models.ResNet18_Weights.IMAGENET1K_V1, "resnet50": models.ResNet50_Weights.IMAGENET1K_V2,
-                "efficientnet_b0": models.EfficientNet_B0_Weights.IMAGENET1K_V1}[name]
-
-    return get
-
-
-IMAGENET_WEIGHTS = {n: _imagenet(n) for n in ("resnet18", "resnet50", "efficientnet_b0")}
+    return _torchvision_encoder("efficientnet_b0", weights, models.efficientnet_b0, "classifier")
 
 
 # ---------------------------------------------------------------- timm image encoders
-
-
-def timm_problem(name: str, weights: object) -> str | None:
-    import timm
-
-    if not timm.is_model(name):
-        return f"'{name}' is not a timm model{_near(name, timm.list_models())}; `timm.list_models()` lists them"
-    if weights in ("none", None) or (weights != "imagenet" and Path(str(weights)).expanduser().is_file()):
-        return None
-    if weights != "imagenet":
-        return f"image_encoder.weights {weights!r} is not 'none', 'imagenet' or an existing state dict file"
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(name)
-    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if not repo:
-        return f"weights 'imagenet': timm model {name} has no pretrained weights on the Hugging Face hub"
-    return hf_available(repo, None, "config.json", f"timm:{name}")
 
 
 def timm_encoder(name: str, weights: str = "none") -> nn.Module:
@@ -430,13 +307,3 @@ def hf_hint(name: str, error: Exception | str) -> str:
         f"on a machine with internet and set text_encoder.name to the local folder, or put it in the Hugging Face "
         f"cache (HF_HOME / HF_HUB_CACHE) ({why})"
     )
-
-
-def problems_report(problems: list[str]) -> str:
-    """One line per distinct problem (e.g. one per missing model), each with every key it concerns."""
-    by_message: dict[str, list[str]] = {}
-    for p in problems:
-        key, _, message = p.partition(": ")
-        by_message.setdefault(message, []).append(key)
-    lines = [f"- {message} [{', '.join(keys)}]" for message, keys in by_message.items()]
-    return f"{len(by_message)} problem(s) with the experiments' encoders:\n" + "\n".join(lines)

@@ -25,136 +25,34 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from txtrayalign.train.names import (
+    BIOVIL_IMAGE_FILE,
+    CXR_BERT_ID,
+    CXR_BERT_REVISION,
+    FAMILIES,
+    OPEN_CLIP_WEIGHT_FILES,
+    PairSpec,
+    cached_file,
+    is_pair,  # noqa: F401  (re-exported: model.py and tokenizer.py import it from here)
+    missing_message,
+    offline,
+    open_clip_problem,
+    openclip_cache_dir,
+    pair_problem,
+    parse_pair,
+)
+
 log = logging.getLogger(__name__)
 
-CXR_BERT_ID = "microsoft/BiomedVLP-CXR-BERT-specialized"
-CXR_BERT_REVISION = "v1.1"  # the tag hi-ml-multimodal pins
-BIOVIL_IMAGE_FILE = "biovil_image_resnet50_proj_size_128.pt"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-FAMILIES = ("open_clip", "clip", "siglip", "biovil")
 HF_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "*.bin", "*.pt"]  # no TF/Flax/ONNX copies
-OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-def offline() -> bool:
-    """HF_HUB_OFFLINE (or TXTRAYALIGN_OFFLINE) set: use only local files and caches, never the network."""
-    return any(os.environ.get(v, "") not in ("", "0", "false", "False") for v in ("HF_HUB_OFFLINE", "TXTRAYALIGN_OFFLINE"))
-
-
-# ---------------------------------------------------------------- names
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    family: str  # one of FAMILIES
-    ident: str  # architecture, hf-hub:/local-dir: id, hub id or folder
-    revision: str | None = None
-
-    @property
-    def name(self) -> str:
-        rev = f"@{self.revision}" if self.revision and self.family != "open_clip" else ""
-        return f"{self.family}:{self.ident}{rev}"
-
-    def folder(self) -> Path | None:
-        """The local folder this spec names, if it names one."""
-        ident = self.ident[len("local-dir:"):] if self.ident.startswith("local-dir:") else self.ident
-        p = Path(ident).expanduser()
-        return p if p.is_dir() else None
-
-
-def parse_pair(name: object) -> PairSpec | None:
-    """The pair a name denotes, or None when it is not a pair name (a single encoder)."""
-    if not isinstance(name, str):
-        return None
-    if name == "biovil":
-        return PairSpec("biovil", CXR_BERT_ID, CXR_BERT_REVISION)
-    family, sep, ident = name.partition(":")
-    if not sep or family not in FAMILIES:
-        return None
-    revision = None
-    if family != "open_clip" and "@" in ident and not Path(ident).expanduser().exists():
-        ident, revision = ident.rsplit("@", 1)
-    if family == "biovil" and ident == CXR_BERT_ID and revision is None:
-        revision = CXR_BERT_REVISION
-    return PairSpec(family, ident, revision)
-
-
-def is_pair(name: object) -> bool:
-    return parse_pair(name) is not None
-
-
-# ---------------------------------------------------------------- where the weights are
-
-
-def hub_cache() -> str:
-    from huggingface_hub import constants
-
-    return str(constants.HF_HUB_CACHE)
-
-
-def openclip_cache_dir() -> str | None:
-    """OPENCLIP_CACHE_DIR: open_clip's download folder (None = the HF hub cache, ~/.cache/clip for URLs)."""
-    return os.environ.get("OPENCLIP_CACHE_DIR") or None
-
-
-def missing_message(model: str, repo: str | None, revision: str | None = None, files: str = "") -> str:
-    """What to do about a model that is neither a local folder nor in the local cache."""
-    rev = f" --revision {revision}" if revision else ""
-    fetch = (f"on a machine with internet run `hf download {repo}{rev}{files}` (it fills the hub cache "
-             f"{hub_cache()}; point HF_HOME or HF_HUB_CACHE at a copied cache) or download it into a folder "
-             f"(`hf download {repo}{rev} --local-dir models/hf/{Path(repo).name}`) and name that folder")
-    return f"pretrained model '{model}' is not in a local folder or the local Hugging Face cache: {fetch}"
-
-
-def cached_file(repo: str, filename: str, revision: str | None = None, cache_dir: str | None = None) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    path = try_to_load_from_cache(repo, filename, revision=revision, cache_dir=cache_dir)
-    return path if isinstance(path, str) else None
-
-
-_HUB_CHECKS: dict[tuple[str, str | None], str | None] = {}
-
-
-def hub_problem(repo: str, revision: str | None = None) -> str | None:
-    """Online only: None when the hub knows `repo`, else why not (one request, no retries, memoised)."""
-    key = (repo, revision)
-    if key not in _HUB_CHECKS:
-        from huggingface_hub import HfApi
-        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-        try:
-            HfApi().model_info(repo, revision=revision, timeout=10)
-            _HUB_CHECKS[key] = None
-        except RepositoryNotFoundError:
-            _HUB_CHECKS[key] = f"there is no model '{repo}' on the Hugging Face hub (or it is private)"
-        except RevisionNotFoundError:
-            _HUB_CHECKS[key] = f"the Hugging Face model '{repo}' has no revision '{revision}'"
-        except Exception as e:  # no network: the model cannot be fetched either
-            _HUB_CHECKS[key] = f"the Hugging Face hub cannot be reached to fetch '{repo}' ({type(e).__name__})"
-    return _HUB_CHECKS[key]
-
-
-def hf_available(repo: str, revision: str | None, marker: str, display: str) -> str | None:
-    """None when hub model `repo` is a folder, in the cache, or (online) on the hub; else the problem."""
-    if Path(repo).expanduser().is_dir():
-        if not (Path(repo).expanduser() / marker).is_file():
-            return f"folder {repo} has no {marker}: it is not a saved {display} model"
-        return None
-    if cached_file(repo, marker, revision) is not None:
-        return None
-    if offline():
-        return missing_message(display, repo, revision) + " [offline: HF_HUB_OFFLINE/TXTRAYALIGN_OFFLINE is set]"
-    problem = hub_problem(repo, revision)
-    return None if problem is None else f"{problem}; " + missing_message(display, repo, revision)
 
 
 def resolve_folder(repo: str, revision: str | None, display: str, patterns: list[str] | None = None) -> Path:
@@ -169,81 +67,6 @@ def resolve_folder(repo: str, revision: str | None, display: str, patterns: list
                                       allow_patterns=patterns or HF_FILES))
     except Exception as e:
         raise FileNotFoundError(f"{missing_message(display, repo, revision)} ({type(e).__name__}: {e})") from e
-
-
-def open_clip_problem(spec: PairSpec, weights: str) -> str | None:
-    """Everything wrong with an open_clip name and weights that shows without building the model."""
-    import open_clip
-
-    ident = spec.ident
-    if ident.startswith("local-dir:"):
-        folder = spec.folder()
-        if folder is None or not (folder / "open_clip_config.json").is_file():
-            return f"'{ident}' is not a folder with an open_clip_config.json"
-        return None if weights in ("none", None) else "weights must be 'none': a local-dir model has its own"
-    if ident.startswith("hf-hub:"):
-        if weights not in ("none", None):
-            return "weights must be 'none' for an hf-hub: model (its weights come with the repository)"
-        repo = ident[len("hf-hub:"):]
-        problem = hf_available(repo, None, "open_clip_config.json", spec.name)
-        if problem is None and not Path(repo).is_dir() and not any(
-                cached_file(repo, f, cache_dir=openclip_cache_dir()) or cached_file(repo, f)
-                for f in OPEN_CLIP_WEIGHT_FILES) and offline():
-            problem = missing_message(spec.name, repo) + " [its weights file is missing from the cache]"
-        return problem
-    if ident not in open_clip.list_models():
-        from difflib import get_close_matches
-
-        near = get_close_matches(ident, open_clip.list_models(), n=3)
-        return (f"'{ident}' is not an open_clip architecture" + (f" (did you mean {near}?)" if near else "")
-                + "; `python -c 'import open_clip; print(open_clip.list_models())'` lists them")
-    if weights in ("none", None):
-        return None
-    if Path(str(weights)).expanduser().is_file():
-        return None
-    tags = open_clip.list_pretrained_tags_by_model(ident)
-    if weights not in tags:
-        return f"weights '{weights}' is neither a pretrained tag of open_clip {ident} ({tags}) nor a checkpoint file"
-    cfg = open_clip.get_pretrained_cfg(ident, weights)
-    repo = (cfg.get("hf_hub") or "").strip("/")
-    if repo:
-        if any(cached_file(repo, f, cache_dir=openclip_cache_dir()) for f in OPEN_CLIP_WEIGHT_FILES):
-            return None
-        if offline():
-            where = openclip_cache_dir() or hub_cache()
-            return (f"open_clip weights {ident}/{weights} are not in the cache {where}: on a machine with internet "
-                    f"run `hf download {repo} open_clip_model.safetensors` (HF_HOME / HF_HUB_CACHE point at the "
-                    f"cache; OPENCLIP_CACHE_DIR at another folder) [offline: HF_HUB_OFFLINE is set]")
-        problem = hub_problem(repo)
-        return None if problem is None else (
-            f"open_clip weights {ident}/{weights} cannot be fetched ({problem}): on a machine with internet run "
-            f"`hf download {repo} open_clip_model.safetensors` and copy the cache (HF_HOME / HF_HUB_CACHE)")
-    target = Path(openclip_cache_dir() or "~/.cache/clip").expanduser() / os.path.basename(cfg.get("url", ""))
-    if not target.is_file() and offline():
-        return (f"open_clip weights {ident}/{weights} are not in {target}: download {cfg.get('url')} there "
-                f"(OPENCLIP_CACHE_DIR sets the folder) [offline: HF_HUB_OFFLINE is set]")
-    return None
-
-
-def pair_problem(spec: PairSpec, weights: str) -> str | None:
-    """The problem with a pair's name/weights that shows without loading it, or None."""
-    if spec.family == "open_clip":
-        return open_clip_problem(spec, weights)
-    if weights not in ("none", None):
-        return f"weights must be 'none' for {spec.name}: its weights come with the repository or folder"
-    if spec.family == "biovil":
-        problem = hf_available(spec.ident, spec.revision, "config.json", spec.name)
-        folder = spec.folder()
-        if problem is None and folder is not None and not (folder / BIOVIL_IMAGE_FILE).is_file():
-            problem = f"folder {folder} has no {BIOVIL_IMAGE_FILE} (the BioViL image weights of {CXR_BERT_ID})"
-        if problem is None and folder is None and offline() and cached_file(
-                spec.ident, BIOVIL_IMAGE_FILE, spec.revision) is None:
-            problem = missing_message(spec.name, spec.ident, spec.revision) + f" [{BIOVIL_IMAGE_FILE} is missing]"
-        return problem
-    return hf_available(spec.ident, spec.revision, "config.json", spec.name)
-
-
-# ---------------------------------------------------------------- the loaded pair
 
 
 @dataclass

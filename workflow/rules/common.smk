@@ -11,7 +11,8 @@ from snakemake.exceptions import WorkflowError
 
 from txtrayalign import settings
 from txtrayalign.constants import GROUPS
-from txtrayalign.utils import code_fingerprint
+from txtrayalign.train.names import experiment_problems, problems_report
+from txtrayalign.utils import code_fingerprints
 
 
 # Rules call the `txtrayalign` command: find it beside the Python running Snakemake (a venv need not
@@ -75,9 +76,8 @@ wildcard_constraints:
     dataset="|".join(re.escape(name) for name in DATASETS),
 
 
-# Encoder names, weights and models checked without data: one line per missing or misspelt model.
-from txtrayalign.train.encoders import experiment_problems, problems_report
-
+# Encoder names, weights and models checked without data: one line per missing or misspelt model
+# (txtrayalign.train.names needs no torch: parsing the Snakefile stays quick).
 _encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({**_exp, "name": _name})]
 if _encoder_problems:
     raise WorkflowError(f"config: {problems_report(_encoder_problems)}")
@@ -94,20 +94,21 @@ SHARDS = (
 
 # Fingerprints of the code behind each stage: every txtrayalign module the stage's command imports
 # (its import closure, package data such as the labeller's phrase files included). A change reruns
-# that stage and what follows it.
-CODE = {
-    stage: code_fingerprint(module)
-    for stage, module in {
-        "synth": "txtrayalign.synth.cli",
-        "index": "txtrayalign.index",
-        "images": "txtrayalign.images.cli",
-        "text": "txtrayalign.text.cli",
-        "label": "txtrayalign.chexpert.cli",
-        "split": "txtrayalign.splits",
-        "train": "txtrayalign.train.cli",
-        "evaluate": "txtrayalign.evaluate.cli",
-    }.items()
+# that stage and what follows it. All at once, each file read once; the files' import scans are kept
+# by content hash in .snakemake/, so a dry run parses only the Python files that changed.
+STAGE_MODULES = {
+    "synth": "txtrayalign.synth.cli",
+    "index": "txtrayalign.index",
+    "images": "txtrayalign.images.cli",
+    "text": "txtrayalign.text.cli",
+    "label": ("txtrayalign.chexpert.cli", "txtrayalign.chexbert"),
+    "split": "txtrayalign.splits",
+    "train": "txtrayalign.train.cli",
+    "embed": "txtrayalign.evaluate.embed_cli",
+    # evaluation labels the retrieved sentences (our labeller or CheXbert: the sensitivity table)
+    "evaluate": ("txtrayalign.evaluate.cli", "txtrayalign.chexpert.cli", "txtrayalign.chexbert"),
 }
+CODE = code_fingerprints(STAGE_MODULES, cache=Path(".snakemake") / "txtrayalign-code-scans.json")
 
 
 # A per-dataset rule's paths: <results>/{dataset}/... (the wildcard: a name from DATASETS).

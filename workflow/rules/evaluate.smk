@@ -4,31 +4,24 @@ from txtrayalign.evaluate.rule_args import embed_options, evaluate_options
 
 
 rule embed:
-    """Embed the query images, the sentence bank, the zero-shot prompts and the report bank with the
-    experiment's best model."""
+    """Embed the query images and their studies' reports with the experiment's best model."""
     conda:
         "../../envs/train.yaml"
     input:
         model=RESULTS / "models" / "{exp}" / "best.pt",
         images=image_dir(DS) / "index.parquet",
         images_table=DS / "index" / "images.parquet",
-        sentences=DS / "text" / "sentences.parquet",
         sections=DS / "text" / "sections.parquet",
         split=query_split_table,
     output:
         queries=DS / "embeddings" / "{exp}" / "queries.h5",
-        bank=DS / "embeddings" / "{exp}" / "bank.h5",
     params:
         model_dir=lambda w: model_dir(w.exp),
         query_split=lambda w: evaluation(w)["query_split"],
-        bank_splits=lambda w: ",".join(evaluation(w)["bank_splits"]),
-        dedupe=lambda w: "" if evaluation(w)["dedupe"] else "--no-dedupe",
         dtype=lambda w: evaluation(w)["dtype"],
         batch_size=lambda w: evaluation(w)["batch_size"],
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
-        # in params, so that new prompts or another report section re-embed
-        wider=lambda w: embed_options(evaluation(w)),
-        code=CODE["evaluate"],
+        code=CODE["embed"],
     threads: 2
     resources:
         gpu=lambda w: min(1, EXPERIMENTS[w.exp]["gpus"]),
@@ -40,12 +33,50 @@ rule embed:
         bench_path("embed", "{exp}", results=DS)
     shell:
         "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table}"
-        " --split {input.split} --sentences {input.sentences} --sections {input.sections}"
-        " --query-split {params.query_split} --bank-splits {params.bank_splits} {params.dedupe}"
+        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
+        " --query-split {params.query_split}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " {params.wider}"
-        " --out-queries {output.queries} --out-bank {output.bank} --log {log}"
+        " --out-queries {output.queries} --log {log}"
+
+
+rule embed_bank:
+    """Embed the sentence bank, the zero-shot prompts and the report bank with the experiment's best
+    model: only where an evaluation uses them (bank_dir: with `evaluation.bank: source` another
+    dataset's evaluation uses the training dataset's bank, and no bank of its own is embedded)."""
+    conda:
+        "../../envs/train.yaml"
+    input:
+        model=RESULTS / "models" / "{exp}" / "best.pt",
+        sentences=DS / "text" / "sentences.parquet",
+        sections=DS / "text" / "sections.parquet",
+        split=query_split_table,
+    output:
+        bank=DS / "embeddings" / "{exp}" / "bank.h5",
+    params:
+        model_dir=lambda w: model_dir(w.exp),
+        bank_splits=lambda w: ",".join(evaluation(w)["bank_splits"]),
+        dedupe=lambda w: "" if evaluation(w)["dedupe"] else "--no-dedupe",
+        dtype=lambda w: evaluation(w)["dtype"],
+        batch_size=lambda w: evaluation(w)["batch_size"],
+        device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        # in params, so that new prompts or another report section re-embed
+        wider=lambda w: embed_options(evaluation(w)),
+        code=CODE["embed"],
+    threads: 2
+    resources:
+        gpu=lambda w: min(1, EXPERIMENTS[w.exp]["gpus"]),
+        mem_mb=8000,
+        runtime=60,
+    log:
+        log_path("embed_bank", "{exp}", results=DS),
+    benchmark:
+        bench_path("embed_bank", "{exp}", results=DS)
+    shell:
+        "txtrayalign embed --model-dir {params.model_dir} --split {input.split}"
+        " --sentences {input.sentences} --sections {input.sections}"
+        " --bank-splits {params.bank_splits} {params.dedupe}"
+        " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
+        " {params.wider} --out-bank {output.bank} --log {log}"
 
 
 rule evaluate_experiment:
@@ -106,7 +137,7 @@ rule evaluate_experiment:
         wider=lambda w: evaluate_options(
             evaluation(w), config["labels"], config["summary"]["k"], DATASETS[w.dataset], DATASETS[w.dataset]["root"]
         ),
-        code=CODE["evaluate"] + CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
+        code=CODE["evaluate"],
     threads: 2
     resources:
         mem_mb=8000,

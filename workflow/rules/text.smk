@@ -13,10 +13,13 @@ rule sections:
         sections=DS / "text" / "sections.parquet",
         sentences=DS / "text" / "sentences.parquet",
         problems=DS / "text" / "problems.parquet",
+        # what decided the sentences (checks.smk: k against the bank's size in the dry run)
+        record=DS / "text" / "sentences.record.json",
     params:
         root=lambda w: Path(ds(w)["root"]),
         train_section=config["text"]["train_section"],
         code=CODE["text"],
+        record=lambda w: text_record(w.dataset),
     resources:
         mem_mb=4000,
         runtime=30,
@@ -28,6 +31,7 @@ rule sections:
         "txtrayalign sections --studies {input} --root {params.root}"
         " --train-section {params.train_section} --out-sections {output.sections}"
         " --out-sentences {output.sentences} --out-problems {output.problems} --log {log}"
+        " && printf '%s\\n' {params.record:q} > {output.record}"
 
 
 rule label:
@@ -45,7 +49,7 @@ rule label:
     params:
         official=lambda w: official_labels(w.dataset),
         labeller=label_options(config["labels"]),
-        code=CODE["label"] + code_fingerprint("txtrayalign.chexbert"),
+        code=CODE["label"],
     threads: 4
     resources:
         mem_mb=4000,

@@ -1,0 +1,162 @@
+"""The `embed` subcommand: the query images and their reports (`--out-queries`), the sentence bank,
+zero-shot prompts and report bank (`--out-bank`), or both, with a trained model (`txtrayalign.evaluate.embed`).
+
+A module of its own, beside `cli.py` (evaluate, summarize): what it imports is what the embed stage's
+code fingerprint covers, and that leaves out the labeller, which only evaluation runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from txtrayalign.errors import InputError
+from txtrayalign.utils import setup_logging
+
+from . import EvaluationInputError
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-dir", required=True, help="trained experiment folder (models/<exp>)")
+    parser.add_argument(
+        "--images-index", default=None,
+        help="images/<size>/index.parquet (dicom_id, shard, row); needed with --out-queries",
+    )
+    parser.add_argument(
+        "--split", required=True, help="splits/<subset>.parquet (subject_id, study_id, dicom_id, split)"
+    )
+    parser.add_argument(
+        "--sentences", default=None, help="text/sentences.parquet (the sentence bank's source); needed with --out-bank"
+    )
+    parser.add_argument(
+        "--sections", required=True,
+        help="text/sections.parquet (train_text: each query study's report; the report bank's texts)",
+    )
+    parser.add_argument(
+        "--query-split", default="test", help="split whose images are the queries (default: test)"
+    )
+    parser.add_argument(
+        "--bank-splits",
+        default="train,validate",
+        help="comma-separated splits whose report sentences form the bank",
+    )
+    parser.add_argument(
+        "--images-table", default=None, help="optional index/images.parquet: store each query image's view"
+    )
+    parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
+    parser.add_argument(
+        "--prompts",
+        default="{}",
+        help='zero-shot prompt overrides as JSON, {"Observation": ["positive", "negative"]} '
+        "(default: CheXzero's pairs, see evaluate/zeroshot.py)",
+    )
+    parser.add_argument(
+        "--report-section",
+        default="impression",
+        help="section of sections.parquet whose bank-split texts form the report bank of report-level "
+        "retrieval (CXR-RePaiR); 'none': no report bank [impression]",
+    )
+    parser.add_argument(
+        "--dtype", choices=["float16", "float32"], default="float16", help="stored embedding type"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="images or sentences per forward pass")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--max-queries", type=int, default=None, help="embed only the first N query images")
+    parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
+    parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _needed(args: argparse.Namespace) -> None:
+    """What each output needs, as one error naming the option."""
+    if not (args.out_queries or args.out_bank):
+        raise InputError("nothing to write: give --out-queries, --out-bank or both")
+    if args.out_queries and not args.images_index:
+        raise InputError("--out-queries needs --images-index (the query images)")
+    if args.out_bank and not args.sentences:
+        raise InputError("--out-bank needs --sentences (the sentence bank's source)")
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log)
+    import torch
+
+    from txtrayalign.train import load_model
+
+    from .embed import (
+        EmbedInputs,
+        embed_all,
+        open_image_reader,
+        read_table,
+        select_bank,
+        select_queries,
+        write_bank,
+        write_queries,
+    )
+    from .zeroshot import resolve_prompts
+
+    try:
+        _needed(args)
+        paths = {"split": args.split, "images_index": args.images_index, "sentences": args.sentences,
+                 "sections": args.sections}
+        split = read_table(args.split, ["study_id", "dicom_id", "split"])
+        sections = read_table(args.sections, ["study_id", "train_text"])
+        inputs = EmbedInputs(queries=None, bank=None, reports=None)
+        if args.out_queries:
+            index = read_table(args.images_index, ["dicom_id", "shard", "row"])
+            views = read_table(args.images_table, ["dicom_id", "view"]) if args.images_table else None
+            inputs.queries, inputs.reports = select_queries(
+                split, index, sections, args.query_split, args.max_queries, paths, views)
+        if args.out_bank:
+            try:
+                overrides = json.loads(args.prompts)
+            except json.JSONDecodeError as exc:
+                raise EvaluationInputError(f"--prompts: not valid JSON ({exc})") from exc
+            if not isinstance(overrides, dict):
+                raise EvaluationInputError(f"--prompts: expected a JSON object, got {args.prompts!r}")
+            inputs.prompts = resolve_prompts(overrides)
+            inputs.report_section = None if args.report_section.lower() in ("", "none") else args.report_section
+            sentences = read_table(args.sentences, ["sentence_id", "study_id", "sentence"])
+            inputs.bank, inputs.report_bank = select_bank(
+                split, sentences, sections, [s.strip() for s in args.bank_splits.split(",") if s.strip()],
+                dedupe=not args.no_dedupe, paths=paths, report_section=inputs.report_section)
+    except (EvaluationInputError, InputError) as exc:
+        log.error("%s", exc)
+        return 2
+    device = _device(args.device)
+    log.info(
+        "embedding %s query images, %s query reports, %s bank sentences, %s bank reports on %s",
+        *("no" if df is None else len(df) for df in (inputs.queries, inputs.reports, inputs.bank, inputs.report_bank)),
+        device,
+    )
+    try:
+        model = load_model(args.model_dir, device)
+    except FileNotFoundError as exc:
+        log.error("cannot load the model of %s: %s", args.model_dir, exc)
+        return 2
+    if hasattr(model, "eval"):
+        model.eval()
+    reader = open_image_reader(args.images_index) if args.out_queries else None
+    with torch.no_grad():
+        emb = embed_all(model, inputs, reader, device, batch_size=args.batch_size, dtype=args.dtype)
+    attrs = {"model_dir": str(args.model_dir), "experiment": Path(args.model_dir).name, "dtype": args.dtype}
+    if args.out_queries:
+        write_queries(args.out_queries, inputs, emb, {**attrs, "query_split": args.query_split})
+    if args.out_bank:
+        write_bank(
+            args.out_bank, inputs, emb, {**attrs, "bank_splits": args.bank_splits, "dedupe": not args.no_dedupe}
+        )
+    log.info("wrote %s", " and ".join(p for p in (args.out_queries, args.out_bank) if p))
+    return 0
