@@ -31,27 +31,21 @@ def synth_root(tmp_path_factory) -> Path:
     return out
 
 
-
 # The modules that run whole workflows, longest first. They are collected before everything else so
-# that pytest-xdist (`-n`, see pyproject.toml) hands them out first and the quick modules fill the gaps
-# (longest-first scheduling); without xdist the order changes nothing that a test relies on. Tests keep
-# their order inside a module (test_rerun's scenarios build on each other).
+# that pytest-xdist (`-n auto --dist loadscope`, see pyproject.toml: one work unit per module, or per
+# class inside a module) hands them out first and the quick modules fill the gaps (longest-first
+# scheduling); without xdist the order changes nothing that a test relies on. Tests keep their order
+# inside a module (test_rerun's scenarios build on each other).
 LONG_MODULES = ("test_rerun.py", "test_slurm.py", "test_workflow_datasets.py", "test_cross_dataset.py",
                 "test_workflow.py", "test_train_run.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(session, config, items) -> None:
     def rank(item) -> int:
         name = item.path.name
         return LONG_MODULES.index(name) if name in LONG_MODULES else len(LONG_MODULES)
 
     items.sort(key=rank)  # stable: the order within each rank stays the collection order
-    # One xdist work unit per module (its module-scoped fixtures are built once), unless a test names
-    # its own group (test_rerun's second group of scenarios runs beside the first).
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -214,9 +214,8 @@ def test_image_size_retrains_on_the_new_images(pipeline):
     assert_model_retrained(before, snapshot(pipeline), logs, "the inputs differ (images)")
 
 
-@pytest.mark.xdist_group("rerun-split-and-code")
 class TestSplitAndCodeChanges:
-    """The second group: its own copy of the base run, changed in this order."""
+    """The second group (its own xdist work unit): its own copy of the base run, changed in this order."""
 
     @pytest.fixture(scope="class")
     def pipeline(self, base, tmp_path_factory) -> Pipeline:
