@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -118,10 +119,28 @@ def copy_of(base: Pipeline, work: Path) -> Pipeline:
 
 
 @pytest.fixture(scope="session")
-def base(tmp_path_factory) -> Pipeline:
-    """The full run every group of tests starts from; tests work on copies (`copy_of`), never on it."""
-    work = tmp_path_factory.mktemp("rerun-base")
-    p = Pipeline(work, tiny_config(experiments=2))
+def base(tmp_path_factory, worker_id) -> Pipeline:
+    """The full run every group of tests starts from; tests work on copies (`copy_of`), never on it.
+
+    Under pytest-xdist the workers share it: the first to get here builds it (on all cores) while the
+    others wait for the lock, instead of each building its own beside the others."""
+    p = Pipeline(Path(), tiny_config(experiments=2))
+    if worker_id == "master":  # one process: its own temporary folder
+        p.work = tmp_path_factory.mktemp("rerun-base")
+        return build(p)
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    p.work, done = shared / "rerun-base", shared / "rerun-base.done"
+    with FileLock(shared / "rerun-base.lock"):
+        if not done.exists():
+            if p.work.exists():
+                pytest.fail(f"the base run in {p.work} failed in another worker (see its error)")
+            p.work.mkdir()
+            build(p)
+            done.touch()
+    return p
+
+
+def build(p: Pipeline) -> Pipeline:
     res = p.run()
     assert res.returncode == 0, res.stderr[-5000:]
     assert (p.results / "eval" / "summary.md").is_file()
