@@ -36,7 +36,9 @@ def synth_root(tmp_path_factory) -> Path:
 # class inside a module) hands them out first and the quick modules fill the gaps (longest-first
 # scheduling); without xdist the order changes nothing that a test relies on. Tests keep their order
 # inside a module (test_rerun's scenarios build on each other).
-LONG_MODULES = ("test_rerun.py", "test_slurm.py", "test_workflow_datasets.py", "test_cross_dataset.py",
+# test_slurm goes first: it mostly waits for SLURM, beside test_rerun's first group (which builds the
+# base run); its second group then finds that run built. Each worker holds the next unit in advance.
+LONG_MODULES = ("test_slurm.py", "test_rerun.py", "test_workflow_datasets.py", "test_cross_dataset.py",
                 "test_workflow.py", "test_train_run.py")
 
 
