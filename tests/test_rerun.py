@@ -237,7 +237,8 @@ class TestSplitAndCodeChanges:
     """The second group (its own xdist work unit): its own copy of the base run, changed in this order."""
 
     @pytest.fixture(scope="class")
-    def pipeline(self, base, tmp_path_factory) -> Pipeline:
+    @classmethod
+    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
         return copy_of(base, tmp_path_factory.mktemp("rerun-code") / "work")
 
     def test_subset_fraction_retrains_on_fewer_patients(self, pipeline):
@@ -251,7 +252,8 @@ class TestSplitAndCodeChanges:
         assert_model_retrained(before, after, logs, "the inputs differ (split)")
 
     @pytest.fixture(scope="class")
-    def checkout(self, pipeline, tmp_path_factory) -> Path:
+    @classmethod
+    def checkout(cls, pipeline, tmp_path_factory) -> Path:
         """A copy of the checkout that the next scenarios edit: Snakemake and the jobs import it."""
         root = tmp_path_factory.mktemp("checkout")
         for part in ("Snakefile", "workflow", "txtrayalign", "profiles", "envs", "config"):
