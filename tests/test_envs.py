@@ -322,6 +322,7 @@ def test_post_deploy_installs_the_project_into_the_env(tmp_path: Path) -> None:
 
     # Without TXTRAYALIGN_SRC, from a folder that is not a checkout: a clear refusal.
     run_env.pop("TXTRAYALIGN_SRC", None)
+    run_env.pop("PYTHONPATH", None)  # a developer's PYTHONPATH=<checkout> would hide which code the env imports
     lost = subprocess.run(["bash", script], cwd=elsewhere, env=run_env, capture_output=True, text=True)
     assert lost.returncode != 0 and "TXTRAYALIGN_SRC" in lost.stderr
 
@@ -337,6 +338,7 @@ def test_post_deploy_installs_the_project_into_the_env(tmp_path: Path) -> None:
     where = subprocess.run(
         [env / "bin" / "python", "-c", "import txtrayalign; print(txtrayalign.__file__)"],
         cwd=elsewhere,
+        env=run_env,
         capture_output=True,
         text=True,
         check=True,

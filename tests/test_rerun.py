@@ -1,10 +1,13 @@
 """Rerun semantics a user can trust, proven on the real workflow with a tiny demo configuration.
 
-One full run builds everything once (the `pipeline` fixture). The dry-run tests ask Snakemake what a
-change would rerun. The scenario tests then make each change for real, in order, on the same folder,
-and check both which jobs ran and what they produced: the model's weights differ after a change of
-the training data, embeddings and metrics follow, and an evaluation-only change leaves best.pt
-untouched (same bytes, same mtime). Every scenario ends with a dry run that plans nothing.
+One full run builds everything once per test process (the `base` fixture); it is never changed. The
+tests come in two groups, each working on its own faithful copy of it (outputs, `.snakemake/`
+metadata and mtimes; a dry run on the copy plans nothing), so that pytest-xdist can run the groups
+side by side. The dry-run tests ask Snakemake what a change would rerun. The scenario tests then make
+each change for real, in order, on their group's copy, and check both which jobs ran and what they
+produced: the model's weights differ after a change of the training data, embeddings and metrics
+follow, and an evaluation-only change leaves best.pt untouched (same bytes, same mtime). Every
+scenario ends with a dry run that plans nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -106,14 +110,46 @@ def assert_model_untouched(before: dict, after: dict) -> None:
         assert np.array_equal(before[exp]["queries"], after[exp]["queries"]), exp
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> Pipeline:
-    work = tmp_path_factory.mktemp("rerun")
-    p = Pipeline(work, tiny_config(experiments=2))
+def copy_of(base: Pipeline, work: Path) -> Pipeline:
+    """A faithful copy of a finished run (file contents, mtimes, Snakemake's metadata) that plans nothing."""
+    shutil.copytree(base.work, work, symlinks=True, copy_function=shutil.copy2)
+    p = Pipeline(work, copy.deepcopy(base.cfg))
+    assert p.dry_run() == Counter(), "a copy of a finished run has nothing left to do"
+    return p
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory, worker_id) -> Pipeline:
+    """The full run every group of tests starts from; tests work on copies (`copy_of`), never on it.
+
+    Under pytest-xdist the workers share it: the first to get here builds it (on all cores) while the
+    others wait for the lock, instead of each building its own beside the others."""
+    p = Pipeline(Path(), tiny_config(experiments=2))
+    if worker_id == "master":  # one process: its own temporary folder
+        p.work = tmp_path_factory.mktemp("rerun-base")
+        return build(p)
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    p.work, done = shared / "rerun-base", shared / "rerun-base.done"
+    with FileLock(shared / "rerun-base.lock"):
+        if not done.exists():
+            if p.work.exists():
+                pytest.fail(f"the base run in {p.work} failed in another worker (see its error)")
+            p.work.mkdir()
+            build(p)
+            done.touch()
+    return p
+
+
+def build(p: Pipeline) -> Pipeline:
     res = p.run()
     assert res.returncode == 0, res.stderr[-5000:]
     assert (p.results / "eval" / "summary.md").is_file()
     return p
+
+
+@pytest.fixture(scope="module")
+def pipeline(base, tmp_path_factory) -> Pipeline:
+    return copy_of(base, tmp_path_factory.mktemp("rerun") / "work")
 
 
 # ------------------------------------------------------------------ what a change would rerun (dry runs)
@@ -197,69 +233,75 @@ def test_image_size_retrains_on_the_new_images(pipeline):
     assert_model_retrained(before, snapshot(pipeline), logs, "the inputs differ (images)")
 
 
-def test_subset_fraction_retrains_on_fewer_patients(pipeline):
-    before = snapshot(pipeline)
-    changed = copy.deepcopy(pipeline.cfg)
-    changed["splits"]["subsets"]["full"] = 0.6
-    jobs, logs = pipeline.apply(changed)
-    assert jobs == Counter(split=1) + DOWNSTREAM_OF_TRAIN
-    after = snapshot(pipeline)
-    assert after["splits/full.parquet"] != before["splits/full.parquet"]
-    assert_model_retrained(before, after, logs, "the inputs differ (split)")
+class TestSplitAndCodeChanges:
+    """The second group (its own xdist work unit): its own copy of the base run, changed in this order."""
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
+        return copy_of(base, tmp_path_factory.mktemp("rerun-code") / "work")
 
-@pytest.fixture(scope="module")
-def checkout(pipeline, tmp_path_factory) -> Path:
-    """A copy of the checkout that the next scenarios edit: Snakemake and the jobs import it."""
-    root = tmp_path_factory.mktemp("checkout")
-    for part in ("Snakefile", "workflow", "txtrayalign", "profiles", "envs", "config"):
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, root / part)
-    pipeline.snakefile, pipeline.env = root / "Snakefile", {"PYTHONPATH": str(root)}
-    assert pipeline.dry_run() == Counter(), "a copy of the same code must change nothing"
-    return root
+    def test_subset_fraction_retrains_on_fewer_patients(self, pipeline):
+        before = snapshot(pipeline)
+        changed = copy.deepcopy(pipeline.cfg)
+        changed["splits"]["subsets"]["full"] = 0.6
+        jobs, logs = pipeline.apply(changed)
+        assert jobs == Counter(split=1) + DOWNSTREAM_OF_TRAIN
+        after = snapshot(pipeline)
+        assert after["splits/full.parquet"] != before["splits/full.parquet"]
+        assert_model_retrained(before, after, logs, "the inputs differ (split)")
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def checkout(cls, pipeline, tmp_path_factory) -> Path:
+        """A copy of the checkout that the next scenarios edit: Snakemake and the jobs import it."""
+        root = tmp_path_factory.mktemp("checkout")
+        for part in ("Snakefile", "workflow", "txtrayalign", "profiles", "envs", "config"):
+            src = ROOT / part
+            if src.is_dir():
+                shutil.copytree(src, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, root / part)
+        pipeline.snakefile, pipeline.env = root / "Snakefile", {"PYTHONPATH": str(root)}
+        assert pipeline.dry_run() == Counter(), "a copy of the same code must change nothing"
+        return root
 
-def test_labeller_phrase_relabels_and_reevaluates_but_keeps_the_model(pipeline, checkout):
-    before = snapshot(pipeline)
-    phrases = checkout / "txtrayalign" / "chexpert" / "phrases" / "observations.yaml"
-    text = phrases.read_text()
-    assert "  Fracture:\n    mention:\n" in text
-    # words of many impressions and findings become Fracture mentions: report and sentence labels change
-    extra = "".join(f"      - {word}\n" for word in ("acute", "cardiopulmonary", "normal", "heart", "spine"))
-    phrases.write_text(text.replace("  Fracture:\n    mention:\n", "  Fracture:\n    mention:\n" + extra))
-    jobs, logs = pipeline.apply(pipeline.cfg)
-    # embed reruns too: its rule carries the fingerprint of evaluate/cli.py, whose closure includes the
-    # labeller; its embeddings come out identical (checked below), and training does not run at all
-    assert jobs == Counter(label=1, embed=2, evaluate_experiment=2, summarize=1, evaluate=1)
-    assert logs == {}
-    after = snapshot(pipeline)
-    assert after["labels/reports.parquet"] != before["labels/reports.parquet"]
-    assert after["labels/sentences.parquet"] != before["labels/sentences.parquet"]
-    assert_model_untouched(before, after)
-    for exp in EXPS:
-        assert after[exp]["metrics"] != before[exp]["metrics"], "new labels, new scores"
+    def test_labeller_phrase_relabels_and_reevaluates_but_keeps_the_model(self, pipeline, checkout):
+        before = snapshot(pipeline)
+        phrases = checkout / "txtrayalign" / "chexpert" / "phrases" / "observations.yaml"
+        text = phrases.read_text()
+        assert "  Fracture:\n    mention:\n" in text
+        # words of many impressions and findings become Fracture mentions: report and sentence labels change
+        extra = "".join(f"      - {word}\n" for word in ("acute", "cardiopulmonary", "normal", "heart", "spine"))
+        phrases.write_text(text.replace("  Fracture:\n    mention:\n", "  Fracture:\n    mention:\n" + extra))
+        jobs, logs = pipeline.apply(pipeline.cfg)
+        # embed reruns too: its rule carries the fingerprint of evaluate/cli.py, whose closure includes the
+        # labeller; its embeddings come out identical (checked below), and training does not run at all
+        assert jobs == Counter(label=1, embed=2, evaluate_experiment=2, summarize=1, evaluate=1)
+        assert logs == {}
+        after = snapshot(pipeline)
+        assert after["labels/reports.parquet"] != before["labels/reports.parquet"]
+        assert after["labels/sentences.parquet"] != before["labels/sentences.parquet"]
+        assert_model_untouched(before, after)
+        for exp in EXPS:
+            assert after[exp]["metrics"] != before[exp]["metrics"], "new labels, new scores"
 
-
-def test_constants_change_reruns_its_importers_and_retrains_to_the_same_weights(pipeline, checkout):
-    """constants.py is in the import closure of synth, index, split, label, train (through tables.py) and
-    evaluate: they rerun, and so does everything after them. Training starts over because its code
-    changed; the data comes out identical, so the retrained weights, embeddings and metrics are
-    bit-identical (CPU training is deterministic)."""
-    before = snapshot(pipeline)
-    constants = checkout / "txtrayalign" / "constants.py"
-    constants.write_text(constants.read_text() + "\n# an edit that changes nothing computed\n")
-    jobs, logs = pipeline.apply(pipeline.cfg)
-    assert jobs == Counter(synth=1, index=1, images=10, merge_images=1, sections=1, label=1,
-                           split=1) + DOWNSTREAM_OF_TRAIN
-    after = snapshot(pipeline)
-    for name in ("text/sections.parquet", "splits/full.parquet", "labels/reports.parquet"):
-        assert after[name] == before[name], name
-    for exp in EXPS:
-        assert "cannot be continued: the training code differs; starting over" in logs[exp], logs[exp][-2000:]
-        assert same_weights(before[exp]["weights"], after[exp]["weights"]), exp
-        assert np.array_equal(before[exp]["queries"], after[exp]["queries"]), exp
-        assert after[exp]["metrics"] == before[exp]["metrics"], exp
+    def test_constants_change_reruns_its_importers_and_retrains_to_the_same_weights(self, pipeline, checkout):
+        """constants.py is in the import closure of synth, index, split, label, train (through tables.py) and
+        evaluate: they rerun, and so does everything after them. Training starts over because its code
+        changed; the data comes out identical, so the retrained weights, embeddings and metrics are
+        bit-identical (CPU training is deterministic)."""
+        before = snapshot(pipeline)
+        constants = checkout / "txtrayalign" / "constants.py"
+        constants.write_text(constants.read_text() + "\n# an edit that changes nothing computed\n")
+        jobs, logs = pipeline.apply(pipeline.cfg)
+        assert jobs == Counter(synth=1, index=1, images=10, merge_images=1, sections=1, label=1,
+                               split=1) + DOWNSTREAM_OF_TRAIN
+        after = snapshot(pipeline)
+        for name in ("text/sections.parquet", "splits/full.parquet", "labels/reports.parquet"):
+            assert after[name] == before[name], name
+        for exp in EXPS:
+            assert "cannot be continued: the training code differs; starting over" in logs[exp], logs[exp][-2000:]
+            assert same_weights(before[exp]["weights"], after[exp]["weights"]), exp
+            assert np.array_equal(before[exp]["queries"], after[exp]["queries"]), exp
+            assert after[exp]["metrics"] == before[exp]["metrics"], exp

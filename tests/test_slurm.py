@@ -33,13 +33,15 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 # What the test cluster changes from the shipped profile (see the module docstring).
 TEST_CLUSTER_ARGS = [
     "--jobs",
-    "2",
+    "12",  # slurmctld queues what the node's CPUs cannot run yet and starts it as soon as one is free
+    # (without waiting for Snakemake's next status check)
     "--latency-wait",
     "5",
     "--slurm-status-command",
     "squeue",
     "--slurm-init-seconds-before-status-checks",
-    "12",  # a tiny job ends 8-10 s after submission here; later checks follow 22 s, 32 s, ... apart
+    "20",  # a tiny job ends 10-20 s after submission here (Snakemake starts inside it, beside the other
+    # xdist worker); a check that finds nothing finished waits 10 s longer for the next
     "--slurm-keep-successful-logs",
 ]
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
