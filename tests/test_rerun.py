@@ -30,7 +30,7 @@ from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_c
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 EXPS = ("exp0", "exp1")
-DOWNSTREAM_OF_TRAIN = Counter(train=2, embed=2, evaluate_experiment=2, summarize=1, evaluate=1)
+DOWNSTREAM_OF_TRAIN = Counter(train=2, embed=2, embed_bank=2, evaluate_experiment=2, summarize=1, evaluate=1)
 
 
 @dataclass
@@ -164,7 +164,8 @@ def test_one_experiments_learning_rate_reruns_only_that_experiment(pipeline):
     lr = changed["defaults"]["train"]["lr_image"]
     changed["experiments"]["exp1"] = {"train": {"lr_image": lr * 1.5}}
     res = pipeline.run("-n", cfg=changed)
-    assert planned_jobs(res) == Counter(train=1, embed=1, evaluate_experiment=1, summarize=1, evaluate=1)
+    assert planned_jobs(res) == Counter(train=1, embed=1, embed_bank=1, evaluate_experiment=1, summarize=1,
+                                        evaluate=1)
     assert "models/exp1/best.pt" in res.stdout and "models/exp0/best.pt" not in res.stdout
 
 
@@ -275,9 +276,9 @@ class TestSplitAndCodeChanges:
         extra = "".join(f"      - {word}\n" for word in ("acute", "cardiopulmonary", "normal", "heart", "spine"))
         phrases.write_text(text.replace("  Fracture:\n    mention:\n", "  Fracture:\n    mention:\n" + extra))
         jobs, logs = pipeline.apply(pipeline.cfg)
-        # embed reruns too: its rule carries the fingerprint of evaluate/cli.py, whose closure includes the
-        # labeller; its embeddings come out identical (checked below), and training does not run at all
-        assert jobs == Counter(label=1, embed=2, evaluate_experiment=2, summarize=1, evaluate=1)
+        # embedding does not rerun (its command, evaluate/embed_cli.py, imports no labeller; the
+        # embeddings stay as they were, checked below), and training does not run at all
+        assert jobs == Counter(label=1, evaluate_experiment=2, summarize=1, evaluate=1)
         assert logs == {}
         after = snapshot(pipeline)
         assert after["labels/reports.parquet"] != before["labels/reports.parquet"]
