@@ -840,7 +840,8 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
 
     import yaml
 
-    from txtrayalign.evaluate.cli import configure_embed, configure_evaluate
+    from txtrayalign.evaluate.cli import configure_evaluate
+    from txtrayalign.evaluate.embed_cli import configure as configure_embed
     from txtrayalign.evaluate.rule_args import embed_options, evaluate_options, label_options
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())

@@ -11,8 +11,6 @@ from txtrayalign.errors import InputError
 from txtrayalign.utils import setup_logging
 
 from . import EvaluationInputError
-from .embed_cli import configure as configure_embed  # noqa: F401  (its former home)
-from .embed_cli import run as run_embed  # noqa: F401
 
 log = logging.getLogger(__name__)
 
