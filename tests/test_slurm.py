@@ -238,7 +238,8 @@ import json, os, sys
 from pathlib import Path
 
 granted = {{name: os.environ.get(name) for name in (
-    "CUDA_VISIBLE_DEVICES", "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS")}}
+    "CUDA_VISIBLE_DEVICES", "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_JOB_ID", "SLURM_STEP_ID",
+    "SLURM_NTASKS")}}
 with open({record!r}, "a") as f:
     f.write(json.dumps({{"argv": sys.argv[1:], "env": granted}}) + "\\n")
 out = Path(sys.argv[sys.argv.index("--out-dir") + 1])
@@ -300,7 +301,8 @@ def test_four_gpu_experiment_runs_torchrun_once_with_four_gpus(cluster: SlurmClu
     assert granted["SLURM_JOB_ID"] == slurm_id
     assert granted["SLURM_GPUS_ON_NODE"] == "4", granted
     assert len(granted["CUDA_VISIBLE_DEVICES"].split(",")) == 4, granted
-    assert sorted(granted["SLURM_JOB_GPUS"].split(",")) == ["0", "1", "2", "3"], granted
+    # the GPUs of the job step the command runs in (the jobstep plugin's srun keeps the job's GPUs)
+    assert sorted((granted["SLURM_STEP_GPUS"] or granted["SLURM_JOB_GPUS"]).split(",")) == ["0", "1", "2", "3"], granted
     info = scontrol_job(cluster, slurm_id)
     assert info["JobState"] == "COMPLETED" and info["NumNodes"] == "1", info
     assert "gpu:4" in info.get("TresPerJob", ""), info

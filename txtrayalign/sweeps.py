@@ -112,11 +112,12 @@ def grid_points(grid: dict) -> list[dict]:
 
 
 def short_keys(keys: list[str]) -> dict[str, str]:
-    """Each dotted key's shortest tail that no other key ends with, dots as underscores."""
+    """Each dotted key's shortest tail that no other key ends with, dots as underscores (a bare `name`
+    keeps its parent: image_encoder_name)."""
     out = {}
     for key in keys:
         parts = key.split(".")
-        for n in range(1, len(parts) + 1):
+        for n in range(2 if parts[-1] == "name" else 1, len(parts) + 1):
             tail = parts[-n:]
             if not any(o != key and o.split(".")[-n:] == tail for o in keys):
                 break

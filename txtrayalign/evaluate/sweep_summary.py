@@ -258,9 +258,10 @@ def write_sweep_report(selection: dict, test_metrics: list[str], out_csv, out_md
     seeds = pd.concat([per_setting, pd.DataFrame(chosen)], ignore_index=True)
     seeds = seeds.rename(columns={"mean": "value", "seed_ci_low": "ci_low", "seed_ci_high": "ci_high"})
     seeds["seed"], seeds["interval"] = "mean", "t over seeds"
-    table = pd.concat([rows, seeds], ignore_index=True)
-    table.insert(0, "sweep", selection["sweep"])
-    table = table.loc[:, ~table.columns.duplicated()]
+    table = pd.concat([rows, seeds], ignore_index=True).assign(sweep=selection["sweep"])
+    first = ["sweep", "split", "setting", "seed", "experiment", "metric", "k", "value", "ci_low", "ci_high", "interval",
+             "sd", "n_seeds", "n_queries"]
+    table = table[first + [c for c in table.columns if c not in first]]
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     write_sensitivity_plot(pd.DataFrame(selection["settings"]), selection["keys"],
