@@ -247,6 +247,8 @@ def sweep_run_config(folder: Path, lr_values=(0.001, 0.002, 0.004)) -> Path:
 
     cfg = tiny_config(experiments=0, studies=80)
     cfg["defaults"]["evaluation"]["bootstrap"] = 20
+    cfg["defaults"].update(cpus_per_gpu=1)  # one thread per training job: two points train at once on 2 cores
+    cfg["defaults"]["train"]["num_workers"] = 0
     cfg["sweeps"] = {"lr": {"grid": {"train.lr_image": list(lr_values), "train.batch_size": [8, 16]},
                             "seeds": [0, 1, 2], "select": {"metric": "f1", "k": 2}}}
     return write_config(cfg, folder)
