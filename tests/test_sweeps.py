@@ -263,7 +263,7 @@ def test_dry_run_plans_one_job_per_shared_stage_and_one_training_per_point(tmp_p
     result = snakemake(tmp_path, "-n", "--cores", "2", config=sweep_run_config(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert jobs["train"] == jobs["embed_bank"] == jobs["embed_validation"] == jobs["score_validation"] == 18
+    assert jobs["train"] == jobs["embed_bank"] == jobs["embed_sweep_validation"] == jobs["score_validation"] == 18
     assert all(jobs[stage] == 1 for stage in SHARED_STAGES), jobs
     assert jobs["images"] == len(GROUPS)  # one per shard, as for a single experiment
     assert jobs["select_setting"] == jobs["sweep_report"] == 1

@@ -47,7 +47,7 @@ def sweep_outputs():
     return [SWEEP_DIR / name / f for name in SWEEPS for f in ("summary.md", "summary.csv", "sensitivity.png")]
 
 
-rule embed_validation:
+rule embed_sweep_validation:
     """Embed the validation split's query images with a sweep point's best model."""
     conda:
         "../../envs/train.yaml"
@@ -58,7 +58,7 @@ rule embed_validation:
         sections=RESULTS / "text" / "sections.parquet",
         split=lambda w: RESULTS / "splits" / f"{EXPERIMENTS[w.exp]['subset']}.parquet",
     output:
-        queries=RESULTS / "embeddings" / "{exp}" / "queries.validate.h5",
+        queries=SWEEP_DIR / "validation" / "{exp}" / "queries.h5",
     params:
         model_dir=lambda w: model_dir(w.exp),
         dtype=lambda w: evaluation(w)["dtype"],
@@ -71,7 +71,7 @@ rule embed_validation:
         mem_mb=8000,
         runtime=60,
     log:
-        log_path("embed_validation", "{exp}"),
+        log_path("embed_sweep_validation", "{exp}"),
     shell:
         "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
         " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
@@ -86,7 +86,7 @@ rule score_validation:
     conda:
         "../../envs/train.yaml"
     input:
-        queries=RESULTS / "embeddings" / "{exp}" / "queries.validate.h5",
+        queries=SWEEP_DIR / "validation" / "{exp}" / "queries.h5",
         bank=RESULTS / "embeddings" / "{exp}" / "bank.h5",
         report_labels=RESULTS / "labels" / "reports.parquet",
         sentence_labels=RESULTS / "labels" / "sentences.parquet",
