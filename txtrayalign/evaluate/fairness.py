@@ -27,6 +27,7 @@ import pandas as pd
 from txtrayalign.constants import OBSERVATIONS
 
 from .metrics import HEADLINE_METRICS, hit_arrays, hit_statistic
+from .prevalence import f1_by_resample, rare_against_common
 from .subgroups import Group, compare_many, define_groups, family_figures, overall_many, with_full_row
 
 NO_FINDING = OBSERVATIONS.index("No Finding")
@@ -146,7 +147,7 @@ def _observation_aurocs(score: np.ndarray, target: np.ndarray, weights_t: np.nda
 
 
 def auroc_figures(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                  groups: Sequence[Group]) -> tuple[dict, list[dict]]:
+                  groups: Sequence[Group]) -> tuple[dict, list[dict], np.ndarray]:
     """AUROC per observation and their mean (`auroc_mean`) overall and per group, with gaps to the rest
     (single attributes; intersections get the count-based figures only, see the module docstring).
 
@@ -190,7 +191,7 @@ def auroc_figures(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray,
         if full.any():
             overall.setdefault("auroc_mean_by_attribute", {})[a] = overall_many(
                 ["auroc_mean"], everyone[:, full].mean(1, keepdims=True))["auroc_mean"]
-    return overall, figures
+    return overall, figures, everyone
 
 
 def _group_json(g: Group, figures: dict) -> dict:
@@ -203,19 +204,22 @@ def _group_json(g: Group, figures: dict) -> dict:
 def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrieved_labels: np.ndarray,
                         ks: Sequence[int], summary_k: int, counts: np.ndarray | None, settings: Mapping,
                         zeroshot_scores: np.ndarray | None = None, zeroshot_targets: np.ndarray | None = None,
-                        validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                        validation: tuple[np.ndarray, np.ndarray] | None = None,
+                        prevalence: dict[str, float] | None = None, predicted: np.ndarray | None = None) -> dict:
     """metrics.json's `subgroups`: every group's figures with intervals and gaps (see `subgroups`).
 
     `patients`: one row per query (subject_id + attribute columns); `retrieved_labels` (N, max k, 14):
     labels of the model's retrieved sentences; `zeroshot_scores`/`zeroshot_targets` (N, 14) and
-    `validation` (scores, targets) of the validation queries for the thresholds.
+    `validation` (scores, targets) of the validation queries for the thresholds; `prevalence` (training
+    share positive per observation) and `predicted` (N, 14: labels of the top-summary_k sentences) for
+    rare against common (`prevalence.rare_against_common`, threshold `settings["rare_below"]`).
     """
     groups, missing = define_groups(patients, settings["attributes"], settings["age_bins"],
                                     settings["intersections"], settings["min_size"])
     weights = with_full_row(counts, len(patients))
     families = [(hit_arrays(query_labels, retrieved_labels[:, :k]), retrieval_statistic(k)) for k in ks]
     normal = {"retrieval": retrieval_normal(retrieved_labels[:, :summary_k])}
-    threshold_from, thresholds, auroc = None, None, ({}, [{} for _ in groups])
+    threshold_from, thresholds, auroc = None, None, ({}, [{} for _ in groups], None)
     if zeroshot_scores is not None:
         if validation is not None and validation[0].shape[0]:
             thresholds, threshold_from = f1_thresholds(*validation), "validation queries (best F1)"
@@ -230,6 +234,12 @@ def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrie
     overall.update(auroc[0])
     for f, part in zip(figures, auroc[1], strict=True):
         f.update(part)
+    rare_common = None
+    if prevalence is not None and predicted is not None:
+        per_observation = {"f1": f1_by_resample(query_labels, predicted, weights)}
+        if auroc[2] is not None:
+            per_observation["auroc"] = auroc[2]
+        rare_common = rare_against_common(prevalence, per_observation, settings["rare_below"])
     return {
         "settings": {**{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()},
                      "summary_k": int(summary_k), "confidence": 1 - 0.05,
@@ -238,4 +248,5 @@ def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrie
         "missing": missing,
         "overall": overall,
         "groups": [_group_json(g, f) for g, f in zip(groups, figures, strict=True)],
+        "rare_common": rare_common,
     }
