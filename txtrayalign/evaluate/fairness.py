@@ -28,7 +28,7 @@ from txtrayalign.constants import OBSERVATIONS
 
 from .metrics import HEADLINE_METRICS, hit_arrays, hit_statistic
 from .prevalence import f1_by_resample, rare_against_common
-from .subgroups import Group, compare_many, define_groups, family_figures, overall_many, with_full_row
+from .subgroups import Group, adjust_flags, compare_many, define_groups, family_figures, overall_many, with_full_row
 
 NO_FINDING = OBSERVATIONS.index("No Finding")
 PATHOLOGIES = [i for i, o in enumerate(OBSERVATIONS) if o not in ("No Finding", "Support Devices")]
@@ -234,6 +234,7 @@ def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrie
     overall.update(auroc[0])
     for f, part in zip(figures, auroc[1], strict=True):
         f.update(part)
+    critical = adjust_flags(figures)
     rare_common = None
     if prevalence is not None and predicted is not None:
         per_observation = {"f1": f1_by_resample(query_labels, predicted, weights)}
@@ -243,6 +244,7 @@ def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrie
     return {
         "settings": {**{k: list(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()},
                      "summary_k": int(summary_k), "confidence": 1 - 0.05,
+                     "flag_critical_z": critical,
                      "threshold_from": threshold_from,
                      "thresholds": None if thresholds is None else dict(zip(OBSERVATIONS, map(float, thresholds)))},
         "missing": missing,

@@ -11,8 +11,10 @@ matrix (`bootstrap.resample_counts`): a group's statistic in resample b uses the
 in b, so every group and the overall figure come from the same resamples. The gap to the rest is the
 group's value minus the value on all other queries (those without a value included), resampled together (the
 difference in each resample), so its interval is that of the difference, not two separate
-intervals. A gap whose interval excludes 0 on the worse side is *flagged* (worse: lower retrieval,
-AUROC or TPR; higher FPR or underdiagnosis); at 95% about 1 in 40 such comparisons is flagged by chance.
+intervals (`excludes_zero`: that 95% interval excludes 0). A gap is *flagged* when the group is worse
+(lower retrieval, AUROC or TPR; higher FPR, duplicates or underdiagnosis) beyond chance over all the
+groups compared on that figure (`adjust_flags`: Bonferroni on the bootstrap z of the gap), since at 95%
+alone about 1 in 40 comparisons would be flagged with nothing there.
 All sums over queries (retrieval hits, TPR/FPR counts, underdiagnosis) come from one matrix product
 per group (`counts[:, rows] @ per_query[rows]`, all families' columns at once); the rest is the total
 minus the group. AUROC: see `fairness.auroc_figures`.
@@ -120,8 +122,11 @@ def compare_many(names: Sequence[str], group_values: np.ndarray, rest_values: np
     if group_values.shape[0] > 1:
         lo, hi, out_g = _intervals(group_values[1:])
         d_lo, d_hi, out_d = _intervals(diff[1:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            z = diff[0] / np.nanstd(diff[1:], axis=0)
     else:
-        lo = hi = d_lo = d_hi = np.full(len(names), np.nan)
+        lo = hi = d_lo = d_hi = z = np.full(len(names), np.nan)
         out_g = out_d = np.zeros(len(names), dtype=int)
     out = {}
     for i, metric in enumerate(names):
@@ -129,10 +134,32 @@ def compare_many(names: Sequence[str], group_values: np.ndarray, rest_values: np
         worse = (d_lo[i] > 0) if metric.startswith(HIGHER_IS_WORSE) else (d_hi[i] < 0)
         out[metric] = {"value": _num(group_values[0, i]), "ci_low": _num(lo[i]), "ci_high": _num(hi[i]),
                        "rest": _num(rest_values[0, i]), "gap": _num(diff[0, i]), "gap_low": _num(d_lo[i]),
-                       "gap_high": _num(d_hi[i]), "flagged": bool(excludes and worse),
-                       "better": bool(excludes and not worse),
+                       "gap_high": _num(d_hi[i]), "excludes_zero": bool(excludes),
+                       "flagged": bool(excludes and worse), "better": bool(excludes and not worse),
+                       "z": _num(z[i]) if np.isfinite(z[i]) else None,
                        "resamples_left_out": int(max(out_g[i], out_d[i]))}
     return out
+
+
+def adjust_flags(figures: Sequence[dict], alpha: float = ALPHA) -> dict[str, float]:
+    """Flag a group's gap only when it is worse beyond chance over all the groups compared on that figure:
+    |gap| / (bootstrap standard error) above the normal quantile 1 - alpha / (2 m), m the number of groups
+    with a gap on the figure (Bonferroni). Without it one gap in 40 would be flagged by chance, and an
+    evaluation compares dozens. Returns each figure's critical value; `excludes_zero` keeps the 95% reading."""
+    from statistics import NormalDist
+
+    counts: dict[str, int] = {}
+    for f in figures:
+        for metric, e in f.items():
+            if e.get("z") is not None:
+                counts[metric] = counts.get(metric, 0) + 1
+    critical = {m: NormalDist().inv_cdf(1 - alpha / (2 * c)) for m, c in counts.items()}
+    for f in figures:
+        for metric, e in f.items():
+            worse = e.get("gap") is not None and ((e["gap"] > 0) if metric.startswith(HIGHER_IS_WORSE) else (e["gap"] < 0))
+            beyond = e.get("z") is not None and abs(e["z"]) > critical[metric]
+            e["flagged"], e["better"] = bool(beyond and worse), bool(beyond and not worse)
+    return critical
 
 
 def overall_many(names: Sequence[str], values: np.ndarray) -> dict[str, dict]:
