@@ -144,7 +144,7 @@ def mimic_demographics(studies: pd.DataFrame, folder: str | Path, root: Path) ->
     counts["age_from_study_date"] = int(year.notna().sum())
     year = year.fillna(out["anchor_year"])
     out["age"] = out["anchor_age"] + (year - out["anchor_year"])
-    counts["studies_without_patient_row"] = int(out["sex"].isna().sum())
+    counts["studies_without_patient_row"] = int(out["anchor_year"].isna().sum())
     counts.update(source=str(folder), patients_file=str(patients_path), admissions_file=str(admissions_path))
     return out[["subject_id", "study_id", *ATTRIBUTES]], counts
 

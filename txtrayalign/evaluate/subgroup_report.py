@@ -96,8 +96,9 @@ def section(runs: Sequence[tuple[str, Mapping]]) -> str:
     s0 = with_groups[0][1]["subgroups"]["settings"]
     out.append(
         "Each group's figure with its 95% bootstrap interval and its gap to the rest (every other query), the "
-        "interval of the difference from the same resamples; ▼ the group is worse and the interval excludes 0 "
-        "(about 1 in 40 comparisons is flagged by chance), ▲ better. Underdiagnosis: the share of queries with a "
+        "interval of the difference from the same resamples. ▼ flagged: the group is worse beyond chance over all "
+        "the groups compared on that figure (Bonferroni on the gap's bootstrap z; a 95% interval alone would flag "
+        "about 1 in 40 gaps with nothing there), ▲ better likewise. Underdiagnosis: the share of queries with a "
         "finding called normal (zero-shot: No Finding score at or above its threshold; retrieval: no finding "
         f"positive or uncertain in the top-{s0['summary_k']} sentences). Thresholds from {s0.get('threshold_from')}."
         f" Groups under {s0['min_size']} queries are suppressed.\n")
