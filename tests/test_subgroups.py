@@ -81,7 +81,7 @@ def test_group_auroc_matches_scikit_learn_on_full_data_and_on_a_resample():
         inside[g.rows] = True
         for mask, key in ((inside, "value"), (~inside, "rest")):
             m = mask & keep
-            assert fig[f"auroc:Edema"][key] == pytest.approx(roc_auc_score(targets[m, j], scores[m, j]), abs=1e-6)
+            assert fig["auroc:Edema"][key] == pytest.approx(roc_auc_score(targets[m, j], scores[m, j]), abs=1e-6)
         # resample 0: the group's AUROC is scikit-learn's on the resampled images of the group
         idx = np.repeat(np.arange(n), counts[0].astype(int))
         sub = idx[inside[idx] & keep[idx]]

@@ -28,7 +28,15 @@ from txtrayalign.constants import OBSERVATIONS
 
 from .metrics import HEADLINE_METRICS, hit_arrays, hit_statistic
 from .prevalence import f1_by_resample, rare_against_common
-from .subgroups import Group, adjust_flags, compare_many, define_groups, family_figures, overall_many, with_full_row
+from .subgroups import (
+    Group,
+    adjust_flags,
+    compare_many,
+    define_groups,
+    family_figures,
+    overall_many,
+    with_full_row,
+)
 
 NO_FINDING = OBSERVATIONS.index("No Finding")
 PATHOLOGIES = [i for i, o in enumerate(OBSERVATIONS) if o not in ("No Finding", "Support Devices")]
@@ -246,7 +254,7 @@ def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrie
                      "summary_k": int(summary_k), "confidence": 1 - 0.05,
                      "flag_critical_z": critical,
                      "threshold_from": threshold_from,
-                     "thresholds": None if thresholds is None else dict(zip(OBSERVATIONS, map(float, thresholds)))},
+                     "thresholds": None if thresholds is None else dict(zip(OBSERVATIONS, map(float, thresholds), strict=True))},
         "missing": missing,
         "overall": overall,
         "groups": [_group_json(g, f) for g, f in zip(groups, figures, strict=True)],

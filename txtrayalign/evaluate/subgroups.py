@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-
 SumsFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 HIGHER_IS_WORSE = ("fpr", "underdiagnosis", "duplicates")  # metric names whose larger value is worse
 ALPHA = 0.05
