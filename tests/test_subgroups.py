@@ -221,8 +221,8 @@ def test_rare_against_common_and_the_summary():
     lab, ret, scores, targets = _data(rng, n)
     result = subgroup_evaluation(patients, lab, ret, [1], 1, resample_counts(n, 50, [0, 3]), SETTINGS, scores,
                                  targets, prevalence=prev, predicted=ret[:, 0])
-    text = section([("exp", {"subgroups": result, "n_queries": n})])
+    text = section([("exp", {**result, "n_queries": n})])
     assert "| sex | F |" in text and "Rare: training prevalence below 0.05 (Fracture)" in text
     assert "suppressed (< 20)" in text
-    cols = summary_columns({"subgroups": result})
+    cols = summary_columns(result)
     assert {"subgroups_flagged", "worst_group_auroc_mean_gap", "rare_minus_common_auroc"} <= set(cols)

@@ -255,6 +255,7 @@ def subgroup_evaluation(patients: pd.DataFrame, query_labels: np.ndarray, retrie
                      "flag_critical_z": critical,
                      "threshold_from": threshold_from,
                      "thresholds": None if thresholds is None else dict(zip(OBSERVATIONS, map(float, thresholds), strict=True))},
+        "n_queries": int(len(patients)),
         "missing": missing,
         "overall": overall,
         "groups": [_group_json(g, f) for g, f in zip(groups, figures, strict=True)],

@@ -85,14 +85,14 @@ def rare_common_table(rc: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def section(runs: Sequence[tuple[str, Mapping]]) -> str:
-    """summary.md's "Subgroups" section for the runs (name, metrics.json) that have `subgroups`."""
+def section(runs: Sequence[tuple[str, Mapping | None]]) -> str:
+    """summary.md's "Subgroups" section: per run (name, metrics.json's `subgroups` or None) its table."""
     out = ["## Subgroups\n"]
-    with_groups = [(n, m) for n, m in runs if m.get("subgroups")]
-    if not with_groups:
+    results = [(n, r) for n, r in runs if r]
+    if not results:
         out.append("Not evaluated (evaluation.subgroups.enabled false).\n")
         return "\n".join(out)
-    s0 = with_groups[0][1]["subgroups"]["settings"]
+    s0 = results[0][1]["settings"]
     out.append(
         "Each group's figure with its 95% bootstrap interval and its gap to the rest (every other query), the "
         "interval of the difference from the same resamples. ▼ flagged: the group is worse beyond chance over all "
@@ -101,16 +101,16 @@ def section(runs: Sequence[tuple[str, Mapping]]) -> str:
         "finding called normal (zero-shot: No Finding score at or above its threshold; retrieval: no finding "
         f"positive or uncertain in the top-{s0['summary_k']} sentences). Thresholds from {s0.get('threshold_from')}."
         f" Groups under {s0['min_size']} queries are suppressed.\n")
-    for name, m in with_groups:
-        sg = {**m["subgroups"], "n_queries": m.get("n_queries", "")}
-        out.append(f"**{name}** ({m.get('dataset') or 'demographics: ' + _source(sg)})\n")
-        if sg.get("demographics", {}).get("absent"):
+    for name, sg in results:
+        out.append(f"**{name}** (demographics: {_source(sg)})\n")
+        if (sg.get("demographics") or {}).get("absent"):
             out.append(f"No demographics: {sg['demographics']['absent']}.\n")
         if sg["groups"]:
             out.append(group_table(sg))
             missing = {a: n for a, n in sg.get("missing", {}).items() if n}
             if missing:
-                out.append("Queries without a value (in no group): " + ", ".join(f"{a} {n}" for a, n in missing.items()) + ".\n")
+                out.append("Queries without a value (in no group): "
+                           + ", ".join(f"{a} {n}" for a, n in missing.items()) + ".\n")
             flags = flagged_rates(sg)
             out.append("Flagged per-observation gaps: " + ("; ".join(flags) if flags else "none") + ".\n")
         if sg.get("rare_common"):
@@ -123,9 +123,8 @@ def _source(sg: Mapping) -> str:
     return str(d.get("source") or "none")
 
 
-def summary_columns(m: Mapping) -> dict:
+def summary_columns(sg: Mapping | None) -> dict:
     """summary.csv's subgroup columns of one model row (empty when not evaluated)."""
-    sg = m.get("subgroups")
     if not sg:
         return {}
     k = sg["settings"]["summary_k"]
