@@ -116,41 +116,66 @@ def _cumulative(w: np.ndarray) -> np.ndarray:
     return out
 
 
+def _within_groups(wp: np.ndarray, wn: np.ndarray, s: np.ndarray, c: np.ndarray, m: int, ties: bool) -> np.ndarray:
+    """(m, B) each group's own Mann-Whitney numerator (pairs inside the group), rows in score order,
+    `c` each row's group (-1: none): one running sum per group in (group, score) order."""
+    perm = np.argsort(c, kind="stable")  # by group, score order kept inside
+    cs, gwp, gwn = c[perm], wp[perm], wn[perm]
+    out = np.zeros((m, wp.shape[1]))
+    bounds = np.searchsorted(cs, np.arange(m + 1))
+    if ties:
+        start, end = _tie_bounds(np.stack([cs, s[perm]], axis=1))
+        gc = _cumulative(gwn)
+        inside = gwp * (0.5 * (gc[start] + gc[end]) - gc[np.searchsorted(cs, cs, side="left")])
+    for j in range(m):
+        a, b = bounds[j], bounds[j + 1]
+        if ties:
+            out[j] = inside[a:b].sum(0, dtype=np.float64)
+        elif b > a:  # a positive carries no negative weight: the running sum at it is what lies below
+            out[j] = np.einsum("ib,ib->b", gwp[a:b], np.cumsum(gwn[a:b], axis=0), dtype=np.float64)
+    return out
+
+
 def _observation_aurocs(score: np.ndarray, target: np.ndarray, weights_t: np.ndarray, codes: list[np.ndarray],
                         sizes: list[int]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """AUROC of one observation under each weight column of `weights_t` (n, 1 + B): all queries (1 + B,)
     and, per attribute, each group's and its rest's (1 + B, groups), by the weighted Mann-Whitney
     statistic (ties halved).
 
-    Sorted by score once; a pair (positive, negative) counts `w_p w_n` (1/2 when tied). The within-group
-    numerator comes from one running sum per attribute in (group, score) order; the rest's is the whole
-    minus the pairs with a member of the group: num(rest) = num(all) - cross_pos - cross_neg + num(group)."""
+    Sorted by score once; a pair (positive, negative) counts `w_p w_n` (1/2 when tied). A group's
+    numerator comes from running sums in (group, score) order (`_within_groups`); the rest's is the whole
+    minus the pairs with a member of the group: num(rest) = num(all) - cross_pos - cross_neg + num(group),
+    the cross terms and the class weights of every group of every attribute from one product each."""
     order = np.argsort(score, kind="stable")
     s, pos, neg = score[order], (target[order] == 1)[:, None], (target[order] == 0)[:, None]
     w = weights_t[order]
     wp, wn = w * pos, w * neg
-    start, end = _tie_bounds(s)
     cn, cp = _cumulative(wn), _cumulative(wp)
-    contrib_pos = wp * (0.5 * (cn[start] + cn[end]))  # times the negative weight under it, ties halved
-    contrib_neg = wn * (cp[-1] - 0.5 * (cp[start] + cp[end]))  # times the positive weight over it
+    ties = bool((s[1:] == s[:-1]).any())
+    if ties:
+        start, end = _tie_bounds(s)
+        below, over = 0.5 * (cn[start] + cn[end]), cp[-1] - 0.5 * (cp[start] + cp[end])
+    else:
+        below, over = cn[:-1], cp[-1] - cp[1:]
+    contrib_pos, contrib_neg = wp * below, wn * over  # each place's pairs with the whole
     num_all, p_all, n_all = contrib_pos.sum(0, dtype=np.float64), cp[-1].astype(np.float64), cn[-1].astype(np.float64)
+    coded = [code[order] for code in codes]
+    offsets = np.cumsum([0, *sizes])
+    onehot = np.zeros((offsets[-1], len(s)), dtype=w.dtype)
+    for c, off in zip(coded, offsets, strict=False):
+        known = np.flatnonzero(c >= 0)
+        onehot[off + c[known], known] = 1.0
+    p_g, n_g = (onehot @ wp).astype(np.float64), (onehot @ wn).astype(np.float64)
+    cross = (onehot @ contrib_pos).astype(np.float64) + (onehot @ contrib_neg)
     out = []
     with np.errstate(invalid="ignore", divide="ignore"):
         everyone = num_all / (p_all * n_all)
-        for code, m in zip(codes, sizes, strict=True):
-            c = code[order]
-            onehot = np.zeros((m, len(c)), dtype=w.dtype)
-            known = np.flatnonzero(c >= 0)
-            onehot[c[known], known] = 1.0
-            perm = np.argsort(c, kind="stable")  # by group, score order kept inside
-            cs = c[perm]
-            g_start, g_end = _tie_bounds(np.stack([cs, s[perm]], axis=1))
-            gc = _cumulative(wn[perm])
-            inside = wp[perm] * (0.5 * (gc[g_start] + gc[g_end]) - gc[np.searchsorted(cs, cs, side="left")])
-            num_g = (onehot[:, perm] @ inside).astype(np.float64)
-            p_g, n_g = (onehot @ wp).astype(np.float64), (onehot @ wn).astype(np.float64)
-            num_rest = num_all - (onehot @ contrib_pos).astype(np.float64) - (onehot @ contrib_neg) + num_g
-            out.append(((num_g / (p_g * n_g)).T, (num_rest / ((p_all - p_g) * (n_all - n_g))).T))
+        for c, m, off in zip(coded, sizes, offsets, strict=False):
+            rows = slice(off, off + m)
+            num_g = _within_groups(wp, wn, s, c, m, ties)
+            num_rest = num_all - cross[rows] + num_g
+            out.append(((num_g / (p_g[rows] * n_g[rows])).T,
+                        (num_rest / ((p_all - p_g[rows]) * (n_all - n_g[rows]))).T))
     return everyone, out
 
 
