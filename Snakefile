@@ -16,6 +16,7 @@ if not workflow.config_settings.configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/sweep_plan.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/demographics.smk"
 include: "workflow/rules/images.smk"

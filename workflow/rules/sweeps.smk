@@ -1,50 +1,8 @@
-# Sweeps (config `sweeps`, txtrayalign/sweeps.py): every (setting, seed) point is an experiment of its
-# own, trained and embedded by the ordinary rules and scored on the validation split. A checkpoint
-# chooses each sweep's setting by its mean validation metric over seeds; only that setting's seeds are
-# then evaluated on the test split (evaluate_experiment), so no other point's test job exists at all.
-# Preprocessing, labels and splits are shared by every point: only train/embed/evaluate multiply.
-
-from txtrayalign import sweeps as sweep_plans
-
-try:
-    SWEEPS = sweep_plans.plan_sweeps(config)
-except settings.ConfigError as e:
-    raise WorkflowError(str(e)) from None
-for _sweep in SWEEPS.values():
-    EXPERIMENTS.update(_sweep.experiments)
-_sweep_problems = [
-    p for _sweep in SWEEPS.values() for _name, _exp in _sweep.experiments.items()
-    for p in experiment_problems({**_exp, "name": _name})
-]
-if _sweep_problems:
-    raise WorkflowError(f"config: {problems_report(_sweep_problems)}")
-
-SWEEP_DIR = RESULTS / "sweeps"
-
-
-def sweep_json(name):
-    """What `sweep-select` needs: the sweep's keys, selection rule and points (a rule parameter, so a
-    changed selection rule or another setting reruns the selection)."""
-    sweep = SWEEPS[name]
-    return json.dumps(
-        {"name": name, "keys": sweep.keys, "metric": sweep.metric, "k": sweep.k, "points": sweep.points()},
-        sort_keys=True,
-    )
-
-
-def validation_metrics(name):
-    return [SWEEP_DIR / "validation" / exp / "metrics.json" for exp in SWEEPS[name].experiments]
-
-
-def chosen_test_metrics(wildcards):
-    """The chosen setting's test metrics, every seed: known once the selection checkpoint has run."""
-    selection = checkpoints.select_setting.get(sweep=wildcards.sweep).output.selection
-    chosen = json.loads(Path(selection).read_text())["chosen_experiments"]
-    return [RESULTS / "eval" / exp / "metrics.json" for exp in chosen]
-
-
-def sweep_outputs():
-    return [SWEEP_DIR / name / f for name in SWEEPS for f in ("summary.md", "summary.csv", "sensitivity.png")]
+# Sweeps: every point is scored on the validation split; a checkpoint chooses each sweep's setting by
+# its mean validation metric over seeds, and only that setting's seeds are then evaluated on the test
+# split (evaluate_experiment), so no other point's test job exists at all. Preprocessing, labels and
+# splits are shared by every point: only training, embedding and scoring multiply.
+# Expansion and helpers: sweep_plan.smk.
 
 
 rule embed_sweep_validation:
