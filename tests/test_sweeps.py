@@ -14,6 +14,7 @@ import yaml
 from txtrayalign import settings, sweeps
 from txtrayalign.evaluate import EvaluationInputError
 from txtrayalign.evaluate.sweep_summary import (
+    metrics_by_experiment,
     seed_statistics,
     select_setting,
     sensitivity_tables,
@@ -111,7 +112,8 @@ def test_random_draws_are_seeded_prefix_stable_and_in_range():
         ({"grid": {"embed_dim": [8]}, "select": {"metric": "auc"}}, "'sweeps.x.select.metric' = 'auc'"),
         ({"grid": {"embed_dim": [8]}, "select": {"k": 3}}, "sweeps.x.select.k = 3 is not in the points' evaluation.k"),
         ({"grid": {"subset": ["half"]}}, "sweeps.x: subset = 'half' is not one of splits.subsets"),
-        ({"grid": {"evaluation.query_split": ["validate"]}}, "evaluation.query_split must be test"),
+        ({"base": {"evaluation": {"query_split": "validate"}}, "grid": {"embed_dim": [8]}}, "evaluation.query_split must be test"),
+        ({"grid": {"evaluation.k": [[1, 2]]}}, "'sweeps.x.grid.evaluation.k': not sweepable (a sweep compares settings under one evaluation"),
     ],
 )
 def test_bad_sweeps_are_named_by_key(spec, message):
@@ -184,7 +186,7 @@ def small_sweep(tmp_path: Path):
 
 def test_selection_takes_the_best_mean_over_seeds(tmp_path):
     sweep, paths = small_sweep(tmp_path)
-    selection = select_setting(sweep, [str(p) for p in paths])
+    selection = select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))
     assert selection["chosen"] == "lr__batch_size-32__lr_image-0.002" and selection["split"] == "validate"
     assert selection["chosen_experiments"] == [f"lr__batch_size-32__lr_image-0.002__seed-{s}" for s in (0, 1, 2)]
     by_setting = {s["setting"]: s for s in selection["settings"]}
@@ -192,7 +194,7 @@ def test_selection_takes_the_best_mean_over_seeds(tmp_path):
     assert by_setting["lr__batch_size-64__lr_image-0.002"]["sd"] == pytest.approx(0.0)
     assert by_setting["lr__batch_size-32__lr_image-0.004"]["sd"] == pytest.approx(0.15)
     with pytest.raises(EvaluationInputError, match="no validate metrics given for sweep point"):
-        select_setting(sweep, [str(p) for p in paths[1:]])
+        select_setting(sweep, metrics_by_experiment([str(p) for p in paths[1:]]))
     # precision@2 is f1 + 0.1 everywhere: the same choice; a tie goes to the first setting name
     tied = {**sweep, "points": [p for p in sweep["points"] if p["train.lr_image"] == 0.001]}
     paths_tied = [p for p in paths if "lr_image-0.001_" in str(p)]
@@ -200,12 +202,12 @@ def test_selection_takes_the_best_mean_over_seeds(tmp_path):
         m = json.loads(p.read_text())
         m["methods"]["model"]["k"]["2"]["f1"]["value"] = 0.5
         p.write_text(json.dumps(m))
-    assert select_setting(tied, [str(p) for p in paths_tied])["chosen"] == "lr__batch_size-32__lr_image-0.001"
+    assert select_setting(tied, metrics_by_experiment([str(p) for p in paths_tied]))["chosen"] == "lr__batch_size-32__lr_image-0.001"
 
 
 def test_sensitivity_table_per_key(tmp_path):
     sweep, paths = small_sweep(tmp_path)
-    table = pd.DataFrame(select_setting(sweep, [str(p) for p in paths])["settings"])
+    table = pd.DataFrame(select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))["settings"])
     tables = sensitivity_tables(table, sweep["keys"])
     lr = tables["train.lr_image"]
     assert list(lr.index) == ["0.001", "0.002", "0.004"] and list(lr.columns) == ["batch_size=32", "batch_size=64"]
@@ -215,7 +217,7 @@ def test_sensitivity_table_per_key(tmp_path):
 
 def test_report_gives_every_number_its_split_and_tests_only_the_chosen_setting(tmp_path):
     sweep, paths = small_sweep(tmp_path)
-    selection = select_setting(sweep, [str(p) for p in paths])
+    selection = select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))
     write_selection(selection, tmp_path / "selection.json")
     test_paths = [str(write_metrics(tmp_path / "test", e, f1)) for e, f1 in zip(selection["chosen_experiments"], (0.3, 0.32, 0.34), strict=True)]
     out = tmp_path / "out"

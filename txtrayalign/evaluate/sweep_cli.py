@@ -25,11 +25,11 @@ def configure_select(parser: argparse.ArgumentParser) -> None:
 
 def run_select(args: argparse.Namespace) -> int:
     setup_logging(args.log)
-    from .sweep_summary import select_setting, write_selection
+    from .sweep_summary import metrics_by_experiment, select_setting, write_selection
 
     try:
         sweep = json.loads(args.sweep_json)
-        selection = select_setting(sweep, args.validation_metrics)
+        selection = select_setting(sweep, metrics_by_experiment(args.validation_metrics))
     except (EvaluationInputError, json.JSONDecodeError, KeyError) as exc:
         log.error("%s", exc)
         return 2
