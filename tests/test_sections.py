@@ -193,7 +193,13 @@ def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
     with (synth_root / "faults.csv").open() as f:
         injected = {int(r["study_id"]): r["kind"] for r in csv.DictReader(f) if r["kind"].endswith("_report")}
     kinds = {"empty_report": "empty", "non_utf8_report": "not_utf8", "missing_report": "missing"}
-    assert dict(zip(problems.study_id, problems.kind, strict=True)) == {s: kinds[k] for s, k in injected.items()}
+    found = dict(zip(problems.study_id, problems.kind, strict=True))
+    assert {s: k for s, k in found.items() if k != "no_train_text"} == {s: kinds[k] for s, k in injected.items()}
+    # a readable report without findings or impression (the synthetic layout "neither") has no training text
+    sections_table = pd.read_parquet(text / "sections.parquet")
+    without_text = set(sections_table.study_id[sections_table.train_text == ""]) - set(injected)
+    assert {s for s, k in found.items() if k == "no_train_text"} == without_text and without_text
+    assert set(problems.message[problems.kind == "no_train_text"]) == {"no findings or impression section"}
 
     reports = pd.read_parquet(labels / "reports.parquet").set_index("study_id")
     assert len(reports) == len(studies)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from txtrayalign.errors import InputError
 from txtrayalign.images.shards import ShardReader
 from txtrayalign.tables import read_table
 from txtrayalign.utils import file_digest
@@ -80,7 +81,24 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
             text_idx=part["text_idx"].to_numpy(np.int64),
         )
     log.info("pairs per split: %s", {k: len(v) for k, v in tables.items()})
+    if "train" not in tables:
+        text_path = sentences_path if text_mode == "sentences" else sections_path
+        raise InputError(no_training_pairs(split, in_shards, split_path, images_index, text_path))
     return PairData(tables, texts, reader)
+
+
+def no_training_pairs(split, in_shards, split_path: Path, images_index: Path, text_path: Path | None) -> str:
+    """Why no training pair is left, naming the input that is empty: the split, the images or the text."""
+    is_train = split["split"].astype(str) == "train"
+    if not is_train.any():
+        counts = split["split"].astype(str).value_counts().to_dict()
+        return f"no training pairs: {split_path} has no image in the train split (it holds {counts or 'none'})"
+    with_image = int((is_train & in_shards).sum())
+    if not with_image:
+        return (f"no training pairs: none of the {int(is_train.sum())} training images of {split_path} is in "
+                f"{images_index} (the images stage skipped them: see its skipped.parquet)")
+    return (f"no training pairs: none of the {with_image} training images' studies has a text in {text_path} "
+            "(its train_text is empty: see text/problems.parquet and the setting text.train_section)")
 
 
 def text_input(text_mode: str, sentences_path: Path | None, sections_path: Path | None) -> tuple[str, Path | None]:
@@ -267,5 +285,5 @@ def training_corpus(data: PairData) -> list[str]:
     """The texts of the training studies (for a from-scratch vocabulary)."""
     table = data.splits.get("train")
     if table is None or not len(table):
-        raise ValueError("the split file has no training pairs")
+        raise InputError("no training pairs")
     return [s for t in np.unique(table.text_idx) for s in data.texts[t]]
