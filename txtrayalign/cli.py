@@ -16,10 +16,9 @@ import sys
 from txtrayalign.errors import InputError
 
 # Bad input, reported as `txtrayalign <cmd>: error: <message>` with exit status 2 (no traceback,
-# unless --debug). Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    InputError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeError,
-)
+# unless --debug). Anything else is a bug and keeps its traceback. An OSError is the machine or the
+# files (missing, unreadable, a truncated HDF5 file, a full disk, a model not downloaded), never a bug.
+USER_ERRORS: tuple[type[BaseException], ...] = (InputError, OSError, UnicodeError)
 
 # name -> (module, configure function, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {

@@ -51,13 +51,13 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
     reader = ShardReader(images_index)
     if text_mode == "sentences":
         if sentences_path is None:
-            raise ValueError("text_mode 'sentences' needs --sentences")
+            raise InputError("text_mode 'sentences' needs --sentences")
         sent = read_table(sentences_path, "sentences", ["study_id", "sentence"])
         sent = sent[sent["sentence"].astype(str).str.strip() != ""]
         grouped = sent.groupby("study_id", sort=False)["sentence"].agg(list)
     else:
         if sections_path is None:
-            raise ValueError("text_mode 'section' needs --sections")
+            raise InputError("text_mode 'section' needs --sections")
         sec = read_table(sections_path, "sections", ["study_id", "train_text"])
         sec = sec[sec["train_text"].fillna("").astype(str).str.strip() != ""]
         grouped = sec.drop_duplicates("study_id").set_index("study_id")["train_text"].map(lambda t: [str(t)])
@@ -240,9 +240,9 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, global_batch: int, seed: int, epochs: int, start_epoch: int = 0, start_step: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
         if global_batch % world_size:
-            raise ValueError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
+            raise InputError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
         if n < global_batch:
-            raise ValueError(f"only {n} training pairs, fewer than one batch of {global_batch}; lower train.batch_size")
+            raise InputError(f"only {n} training pairs, fewer than one batch of {global_batch}; lower train.batch_size")
         self.n, self.b, self.seed, self.epochs = n, global_batch, seed, epochs
         self.start_epoch, self.start_step, self.rank, self.world = start_epoch, start_step, rank, world_size
         self.steps_per_epoch = n // global_batch
