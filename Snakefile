@@ -4,6 +4,7 @@
 #   snakemake --profile profiles/slurm evaluate          on a SLURM cluster
 # Settings: txtrayalign/config.schema.yaml (every key, its type and default), checked in common.smk.
 import sys
+from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -17,10 +18,11 @@ min_version("8.10")
 # (Checked first: a YAML mistake names the file and line in one line. A file given with --configfile
 # Snakemake reads before this file; `txtrayalign check-config FILE` names the line of a mistake there.)
 if not workflow.config_settings.configfiles:
-    try:
-        settings.load_config_file("config/config.yaml")
-    except settings.ConfigError as e:
-        sys.exit(f"config: {e}")
+    if Path("config/config.yaml").is_file():
+        try:
+            settings.load_config_file("config/config.yaml")
+        except settings.ConfigError as e:
+            sys.exit(f"config: {e}")
 
     configfile: "config/config.yaml"
 

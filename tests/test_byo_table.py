@@ -76,7 +76,7 @@ def test_plain_notes_under_impression_stop_the_sections_stage_in_one_line(byo_ru
                        "text={train_section: impression}", config=write_config(cfg, work))
     assert result.returncode != 0
     line = (f"txtrayalign sections: error: text.train_section = impression (--train-section) leaves {n} of {n} "
-            f"studies (100.0%, e.g. reports/")
+            f"studies (100.0%, e.g. ")
     errors = [x for x in (result.stdout + result.stderr).splitlines() if "txtrayalign sections: error:" in x]
     assert errors and all(x.startswith(line) for x in errors), errors
     assert errors[0].endswith(f"(no impression section), more than text.max_empty_share = 0.05; text.train_section: "
