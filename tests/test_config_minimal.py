@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.workflow_helpers import ROOT, snakemake, write_config
-from txtrayalign import settings
+from txtrayalign import settings, sweeps
 
 DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
@@ -40,7 +40,9 @@ def load(cfg: dict) -> tuple[dict, dict]:
     given = settings.without_empty_sections(cfg)
     settings.check_config(given)
     filled = settings.with_defaults(given)
-    return filled, settings.resolve_experiments(filled)
+    experiments = settings.resolve_experiments(filled)
+    sweeps.plan_sweeps(filled)  # workflow/rules/sweep_plan.smk: at least one experiment or sweep
+    return filled, experiments
 
 
 def workflow_paths(filled: dict) -> set[tuple[str, ...]]:
@@ -62,7 +64,8 @@ def test_each_key_may_be_left_out_or_is_named(path):
     except settings.ConfigError as exc:
         message = str(exc)
         assert "\n" not in message and message.startswith("config: ")
-        assert f"'{'.'.join(path)}' is missing" in message, message
+        key = ".".join(path)
+        assert f"'{key}' is missing" in message or message.startswith(f"config: {key}: "), message
         return
     assert workflow_paths(filled) >= workflow_paths(FULL), workflow_paths(FULL) - workflow_paths(filled)
     # every experiment still has every key (schema defaults under the defaults)
@@ -139,8 +142,11 @@ def test_the_dry_run_without_a_section(work, section):
     in one line which section must be given."""
     result = snakemake(work, "-n", "--cores", "1", "evaluate", config=write_config(without(DEMO, (section,)), work))
     lines = _config_lines(result)
-    if section in ("dataset", "experiments"):
-        assert result.returncode != 0 and lines == [f"config: '{section}' is missing; it has no default and must be given"]
+    if section == "dataset":
+        assert result.returncode != 0 and lines == ["config: 'dataset' is missing; it has no default and must be given"]
+    elif section == "experiments":  # nor a sweep
+        assert result.returncode != 0 and lines == ["config: experiments: give at least one experiment (or a sweep "
+                                                    "under sweeps)"]
     else:
         assert result.returncode == 0 and not lines, result.stderr[-3000:]
         assert "This was a dry-run" in result.stdout

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from snakemake.exceptions import WorkflowError
+
 from txtrayalign import settings
 from txtrayalign.constants import GROUPS
 from txtrayalign.train.names import experiment_problems, problems_report
