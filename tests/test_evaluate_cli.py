@@ -991,3 +991,21 @@ def test_gallery_shows_each_query_its_own_report_when_the_bank_is_another_datase
     for study_id, text in shown:
         assert html.unescape(text) == sections.loc[int(study_id), "train_text"]
     assert "colliding id" not in page and "(no report text)" not in page
+
+
+def test_validation_queries_are_a_second_query_set_with_their_own_labels(embedded):
+    from txtrayalign.rule_args import needs_validation_queries
+    from txtrayalign.settings import resolve_experiment
+
+    paths, root = embedded
+    settings = resolve_settings({"evaluation": {"k": [1, 2]}})
+    queries = root / "emb" / "queries.h5"
+    base = input_paths(paths, queries, root / "emb" / "bank.h5")
+    assert load_inputs(base, settings["evaluation"], settings["labels"]).validation_queries is None
+    inputs = load_inputs({**base, "validation_queries": str(queries)}, settings["evaluation"], settings["labels"])
+    validation = inputs.validation_queries
+    assert validation is not None and validation is not inputs.queries
+    np.testing.assert_array_equal(validation.dicom_id, inputs.queries.dicom_id)
+    expected = pd.read_parquet(paths["report_labels"]).set_index("study_id").loc[validation.study_id, OBSERVATIONS]
+    np.testing.assert_array_equal(validation.labels, expected.to_numpy(np.float32))
+    assert not needs_validation_queries(resolve_experiment({}))  # no evaluation asks for them yet

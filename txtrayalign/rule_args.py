@@ -8,6 +8,7 @@ one of these keys reruns that rule.
 - `embed_options(evaluation)`: what the embed stage embeds beside images and sentences.
 - `evaluation_settings(evaluation, labels, summary)`: the evaluate command's `--settings` JSON.
 - `official_labels_option(dataset, data_root)`: `--official-labels` when the dataset ships its table.
+- `needs_validation_queries(experiment)`: whether its evaluation reads the validation split's queries.
 """
 
 from __future__ import annotations
@@ -55,3 +56,12 @@ def official_labels_option(dataset: dict, data_root: str | Path) -> str:
     if dataset.get("format") == "table" or not path.is_file():
         return ""
     return f"--official-labels {shlex.quote(str(path))}"
+
+
+def needs_validation_queries(experiment: dict) -> bool:
+    """Whether the evaluation of a resolved experiment reads the validation split's query embeddings
+    (embeddings/<exp>/queries.validate.h5, rule embed_validation; `--validation-queries`).
+
+    False for now: subgroup evaluation and validation-based selection (sweeps) switch it on here, from
+    their `evaluation.*` settings."""
+    return False

@@ -1,19 +1,11 @@
 # Embeddings, retrieval evaluation per experiment, and the summary across experiments.
 
-from txtrayalign.rule_args import embed_options, evaluation_settings, official_labels_option
-
-
-def needs_validation_queries(exp):
-    """Whether the evaluation of `exp` reads the validation split's query embeddings
-    (embeddings/<exp>/queries.validate.h5, rule embed_validation; `inputs.validation_queries`).
-    False for now: subgroup evaluation and validation-based selection (sweeps) switch it on."""
-    return False
-
-
-def validation_queries(wildcards):
-    if not needs_validation_queries(wildcards.exp):
-        return []
-    return [RESULTS_ROOT / wildcards.dataset / "embeddings" / wildcards.exp / "queries.validate.h5"]
+from txtrayalign.rule_args import (
+    embed_options,
+    evaluation_settings,
+    needs_validation_queries,
+    official_labels_option,
+)
 
 
 rule embed:
@@ -54,7 +46,7 @@ rule embed:
 
 rule embed_validation:
     """Embed the validation split's query images and reports, for the evaluations that select or
-    calibrate on it (requested only where `needs_validation_queries` says so)."""
+    calibrate on it (requested only where `rule_args.needs_validation_queries` says so)."""
     conda:
         "../../envs/train.yaml"
     input:
@@ -142,7 +134,12 @@ rule evaluate_experiment:
         bank_sections=lambda w: bank_dir(w) / "text" / "sections.parquet",
         bank_report_labels=lambda w: bank_dir(w) / "labels" / "reports.parquet",
         images=image_dir(DS) / "index.parquet",
-        validation_queries=validation_queries,
+        # the validation split's queries, for the evaluations that need them (rule embed_validation)
+        validation_queries=lambda w: (
+            [RESULTS_ROOT / w.dataset / "embeddings" / w.exp / "queries.validate.h5"]
+            if needs_validation_queries(EXPERIMENTS[w.exp])
+            else []
+        ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
         predictions=DS / "eval" / "{exp}" / "predictions.parquet",
