@@ -825,6 +825,7 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     from txtrayalign.rule_args import (
         embed_options,
         evaluation_settings,
+        headline_settings,
         label_options,
         official_labels_option,
     )
@@ -850,6 +851,10 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     args = parse(configure_evaluate, f"--settings {shlex.quote(text)}", ev_required)
     assert read_settings(args.settings) == {"evaluation": evaluation, "labels": config["labels"],
                                             "summary": config["summary"]}
+    assert "bank" not in json.loads(text)["evaluation"]  # chooses inputs only: no rerun of its own
+    headline = read_settings(headline_settings(evaluation, config["labels"], config["summary"]))["evaluation"]
+    assert headline["gallery"] == 0 and headline["k"] == evaluation["k"]
+    assert not any(headline[key]["enabled"] for key in ("zeroshot", "report_retrieval", "text_metrics", "sensitivity"))
 
     changed = resolve_experiment({"evaluation": {
         "zeroshot": {"prompts": {"Edema": ["edema's there", "no edema"]}, "uncertain": "positive"},
