@@ -166,7 +166,8 @@ def embed_args(paths: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
-SETTINGS = {"evaluation": {"k": [1, 2, 5], "bootstrap": 50, "seed": 0, "gallery": 3}}
+SETTINGS = {"evaluation": {"k": [1, 2, 5], "bootstrap": 50, "seed": 0, "gallery": 3,
+                           "text_metrics": {"reference_section": "impression"}}}
 
 
 def settings_json(**evaluation) -> str:
@@ -846,7 +847,7 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     config = with_defaults({})
     evaluation = resolve_experiment({})["evaluation"]
     args = parse(configure_embed, embed_options(evaluation), emb_required)
-    assert json.loads(args.prompts) == {} and args.report_section == "impression"
+    assert json.loads(args.prompts) == {} and args.report_section == evaluation["report_retrieval"]["section"]
     text = evaluation_settings(evaluation, config["labels"], config["summary"])
     args = parse(configure_evaluate, f"--settings {shlex.quote(text)}", ev_required)
     assert read_settings(args.settings) == {"evaluation": evaluation, "labels": config["labels"],
