@@ -265,7 +265,7 @@ def test_dry_run_plans_one_job_per_shared_stage_and_one_training_per_point(tmp_p
     result = snakemake(tmp_path, "-n", "--cores", "2", config=sweep_run_config(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert jobs["train"] == jobs["embed_bank"] == jobs["embed_sweep_validation"] == jobs["score_validation"] == 18
+    assert jobs["train"] == jobs["embed_bank"] == jobs["embed_validation"] == 18
     assert all(jobs[stage] == 1 for stage in SHARED_STAGES), jobs
     assert jobs["images"] == len(GROUPS)  # one per shard, as for a single experiment
     assert jobs["select_setting"] == jobs["sweep_report"] == 1
@@ -291,22 +291,38 @@ class TestSweepRun:
         folder, _, _ = run
         results = folder / "results" / "tiny"
         selection = json.loads((results / "sweeps" / "lr" / "selection.json").read_text())
-        # recomputed from the validation metrics: the best mean F1@2 over seeds
-        means = {}
-        for path in (results / "sweeps" / "validation").glob("*/metrics.json"):
-            m = json.loads(path.read_text())
-            setting = m["experiment"].rsplit("__seed-", 1)[0]
-            means.setdefault(setting, []).append(m["methods"]["model"]["k"]["2"]["f1"]["value"])
-        assert len(means) == 6 and all(len(v) == 3 for v in means.values())
-        best = max(sorted(means), key=lambda s: sum(means[s]) / 3)
-        assert selection["chosen"] == best and selection["split"] == "validate"
+        assert selection["split"] == "validate" and len(selection["points"]) == 18
+        means = pd.DataFrame(selection["points"]).groupby("setting")["value"].mean()
+        assert len(means) == 6 and selection["chosen"] == means.idxmax()
+        best = selection["chosen"]
         tested = sorted(p.parent.name for p in (results / "eval").glob("*/metrics.json"))
-        assert tested == sorted(f"{best}__seed-{s}" for s in (0, 1, 2))
+        assert tested == sorted(f"{best}__seed-{s}" for s in (0, 1, 2))  # test: the chosen setting only
         summary = pd.read_csv(results / "sweeps" / "lr" / "summary.csv")
         assert set(summary.loc[summary["split"] == "test", "setting"]) == {best}
         md = (results / "sweeps" / "lr" / "summary.md").read_text()
         assert f"Chosen: **{best}**" in md and "mean ± sd over seeds" in md and "95% interval over seeds" in md
         assert (results / "sweeps" / "lr" / "sensitivity.png").stat().st_size > 1000
+
+    def test_validation_scoring_is_the_evaluations_headline_scoring(self, run):
+        """The sweep's scorer on a chosen point's test queries gives that point's metrics.json values."""
+        from txtrayalign.evaluate.cli import read_settings
+        from txtrayalign.evaluate.sweep_scoring import score_points
+        from txtrayalign.rule_args import headline_settings
+
+        folder, config, _ = run
+        results = folder / "results" / "tiny"
+        cfg = yaml.safe_load(config.read_text())
+        exp = json.loads((results / "sweeps" / "lr" / "selection.json").read_text())["chosen_experiments"][0]
+        evaluation = settings.resolve_experiment({}, "x", cfg["defaults"])["evaluation"]
+        scoring = read_settings(headline_settings(evaluation, settings.with_defaults(cfg)["labels"], {"k": 2}))
+        shared = {"report_labels": results / "labels" / "reports.parquet", "sentence_labels": results / "labels" / "sentences.parquet",
+                  "sentences": results / "text" / "sentences.parquet", "sections": results / "text" / "sections.parquet"}
+        scored, _ = score_points([{"experiment": exp}], [str(results / "embeddings" / exp / "queries.h5")],
+                                 [str(results / "embeddings" / exp / "bank.h5")], {k: str(v) for k, v in shared.items()}, scoring)[exp]
+        evaluated = json.loads((results / "eval" / exp / "metrics.json").read_text())
+        for k in ("1", "2"):
+            for name in ("flat_hit", "precision", "recall", "f1"):
+                assert scored["methods"]["model"]["k"][k][name] == evaluated["methods"]["model"]["k"][k][name]
 
     def test_a_changed_value_retrains_only_its_points(self, run, tmp_path):
         from workflow_helpers import planned_jobs, snakemake
@@ -316,6 +332,6 @@ class TestSweepRun:
         assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
         changed = sweep_run_config(tmp_path, lr_values=(0.001, 0.002, 0.008))
         jobs = planned_jobs(snakemake(folder, "-n", "--cores", "2", config=changed, timeout=300))
-        assert jobs["train"] == jobs["score_validation"] == 6  # lr 0.008 x 2 batch sizes x 3 seeds
+        assert jobs["train"] == jobs["embed_validation"] == 6  # lr 0.008 x 2 batch sizes x 3 seeds
         assert not any(jobs[stage] for stage in (*SHARED_STAGES, "images")), jobs
         assert jobs["select_setting"] == 1
