@@ -278,7 +278,8 @@ class TestSweepRun:
     """The sweep run end to end once; the checks read its outputs and dry-run changes against it."""
 
     @pytest.fixture(scope="class")
-    def run(self, tmp_path_factory):
+    @classmethod
+    def run(cls, tmp_path_factory):
         from workflow_helpers import snakemake
 
         folder = tmp_path_factory.mktemp("sweep")
