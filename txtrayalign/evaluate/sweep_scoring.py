@@ -5,8 +5,8 @@ then `evaluation.evaluate`) with the settings the workflow gives it (`rule_args.
 every protocol switched off, so only the sentence-level retrieval metrics: flat-hit, precision,
 recall and F1 at every k with bootstrap intervals, for the model and the baselines), on the point's
 validation queries (`embeddings/<exp>/queries.validate.h5`) against its own sentence bank. All points
-of a sweep are scored in one process, one job instead of one per point: loading and scoring a point
-takes a fraction of a second, starting a process several seconds.
+of a sweep are scored in one process: one job instead of one per point, each of which would start
+Python and import the evaluation again.
 
 The headline metrics count hits of the retrieved sentences' own labels, so the report labeller (which
 only the report-generation metrics use) is left out (`labeller=None`).
