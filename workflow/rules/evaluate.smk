@@ -32,11 +32,11 @@ rule embed:
     benchmark:
         bench_path("embed", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --images-index {input.images:q}"
+        " --images-table {input.images_table:q} --split {input.split:q} --sections {input.sections:q}"
         " --query-split {params.query_split}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --out-queries {output.queries} --log {log}"
+        " --out-queries {output.queries:q} --log {log:q}"
 
 
 rule embed_bank:
@@ -72,11 +72,11 @@ rule embed_bank:
     benchmark:
         bench_path("embed_bank", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --split {input.split}"
-        " --sentences {input.sentences} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --split {input.split:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q}"
         " --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " {params.wider} --out-bank {output.bank} --log {log}"
+        " {params.wider} --out-bank {output.bank:q} --log {log:q}"
 
 
 rule evaluate_experiment:
@@ -147,14 +147,14 @@ rule evaluate_experiment:
     benchmark:
         bench_path("evaluate", "{exp}", results=DS)
     shell:
-        "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
-        " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
-        " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
-        " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
+        "txtrayalign evaluate --queries {input.queries:q} --bank {input.bank:q}"
+        " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q} --images-index {input.images:q}"
+        " --bank-sections {input.bank_sections:q} --bank-report-labels {input.bank_report_labels:q}"
         " --query-labels {params.query_labels} --k {params.k}"
         " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
         " --gallery {params.gallery} {params.wider}"
-        " --out-dir {params.out_dir} --log {log}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 rule summarize:
@@ -175,5 +175,5 @@ rule summarize:
     log:
         log_path("summarize"),
     shell:
-        "txtrayalign summarize --metrics {input} --k {params.k} --out-csv {output.csv}"
-        " --out-md {output.md} --log {log}"
+        "txtrayalign summarize --metrics {input:q} --k {params.k} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --log {log:q}"

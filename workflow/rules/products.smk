@@ -3,7 +3,7 @@
 # Snakemake looks for a missing output only in the jobs that a target asks for directly: a deleted or
 # failed-and-removed intermediate (metrics.json, queries.h5, best.pt, a label table) under a final
 # file that still exists (summary.md) is "Nothing to be done", and the old summary stays as if it
-# were current. So each target rule asks for every product of its stage and of the stages before it:
+# were current. So each target asks for every product of its stage and of the stages before it:
 # a missing one is then a missing input of the target, the same command rebuilds it, and everything
 # after it reruns because its input is newer. The paths come from the rules' own `output:` (a new
 # output of a rule is covered without a change here), with the wildcards of the jobs the target needs.

@@ -133,3 +133,40 @@ def test_a_new_thread_count_is_a_new_run(toy, run, caplog):
     cfg = tiny_experiment(epochs=2, threads=1)
     train(cfg, inputs(toy, run), device="cpu", max_steps=1)
     assert "the experiment settings differ (train.threads)" in caplog.text
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_enospc_naming_it(toy, tmp_path, monkeypatch):
+    """torch reports a full disk as RuntimeError("... file write failed"), which read as a bug (a
+    traceback); it is now OSError(ENOSPC) naming the checkpoint, which the command line reports in one
+    line, and no partial file is left."""
+    import errno
+
+    import txtrayalign.train.checkpoint as ckpt
+
+    def full_disk(payload, f):
+        with open(f, "wb") as out:
+            out.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(ckpt.torch, "save", full_disk)
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 0))
+    out = tmp_path / "run"
+    with pytest.raises(OSError) as caught:
+        train(CFG, inputs(toy, out), device="cpu")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename.endswith(".pt")
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_batch_larger_than_the_data_is_one_line(toy, tmp_path, capsys):
+    import json
+
+    cfg = json.dumps({"text_encoder": {"vocab_size": 200}, "embed_dim": 32,
+                      "train": {"epochs": 1, "batch_size": 4096, "image_size": 32, "num_workers": 0}})
+    code = main(["train", "--experiment-json", cfg, "--images-index", str(toy["images_index"]),
+                 "--sentences", str(toy["sentences"]), "--sections", str(toy["sections"]), "--split",
+                 str(toy["split"]), "--out-dir", str(tmp_path / "run"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("txtrayalign train: error: only ")
+    assert err.strip().splitlines()[-1].endswith("fewer than one batch of 4096; lower train.batch_size")
