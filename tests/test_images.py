@@ -420,6 +420,7 @@ def test_too_many_skips_fail_and_leave_no_shard(tmp_path, tiny_root):
 
 def test_exception_mid_loop_leaves_no_shard(tmp_path, tiny_root, monkeypatch):
     import txtrayalign.images.shards as shards
+    from txtrayalign.images.preprocess import load_preprocessed_with_note
 
     root, _ = tiny_root
     calls = []
@@ -428,9 +429,9 @@ def test_exception_mid_loop_leaves_no_shard(tmp_path, tiny_root, monkeypatch):
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt("interrupted mid-shard")
-        return load_preprocessed(path, *args, **kwargs)
+        return load_preprocessed_with_note(path, *args, **kwargs)
 
-    monkeypatch.setattr(shards, "load_preprocessed", flaky)
+    monkeypatch.setattr(shards, "load_preprocessed_with_note", flaky)
     with pytest.raises(KeyboardInterrupt):
         cli_main(_shard_args(tmp_path, root, "p10.h5", "--max-skipped-share", "0.5"))
     assert len(calls) == 3
@@ -445,14 +446,14 @@ def test_sigkill_mid_shard_leaves_nothing_that_looks_finished(tmp_path, tiny_roo
         import sys, time
         from pathlib import Path
         import txtrayalign.images.shards as shards
-        real, seen = shards.load_preprocessed, []
+        real, seen = shards.load_preprocessed_with_note, []
         def slow(*a, **k):
             seen.append(1)
             if len(seen) == 3:
                 Path({str(marker)!r}).write_text("2 images written")
                 time.sleep(60)
             return real(*a, **k)
-        shards.load_preprocessed = slow
+        shards.load_preprocessed_with_note = slow
         from txtrayalign.cli import main
         sys.exit(main({_shard_args(tmp_path, root, "p10.h5", "--max-skipped-share", "0.5")!r}))
     """)
