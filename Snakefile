@@ -17,6 +17,7 @@ if not workflow.config_settings.configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/demographics.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"

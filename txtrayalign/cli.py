@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "index a MIMIC-CXR(-JPG) root, an IU X-ray (Open-i) root or a table of pairs into images.parquet,"
         " studies.parquet, problems.parquet",
     ),
+    "demographics": (
+        "txtrayalign.demographics", "configure", "run",
+        "one row per study: sex, age at the study, race, insurance (MIMIC-IV hosp/ or a table's columns)",
+    ),
     "images": (
         "txtrayalign.images.cli", "configure_shard", "run_shard",
         "decode and resize one shard of images (DICOM, JPG, PNG) into an HDF5 file",

@@ -99,6 +99,7 @@ SHARDS = (
 STAGE_MODULES = {
     "synth": "txtrayalign.synth.cli",
     "index": "txtrayalign.index",
+    "demographics": "txtrayalign.demographics",
     "images": "txtrayalign.images.cli",
     "text": "txtrayalign.text.cli",
     "label": ("txtrayalign.chexpert.cli", "txtrayalign.chexbert"),

@@ -5,13 +5,20 @@
 # file that still exists (summary.md) is "Nothing to be done", and the old summary stays as if it
 # were current. So each target asks for every product of its stage and of the stages before it:
 # a missing one is then a missing input of the target, the same command rebuilds it, and everything
-# after it reruns because its input is newer. The paths come from the rules' own `output:` (a new
-# output of a rule is covered without a change here), with the wildcards of the jobs the target needs.
+# after it reruns because its input is newer. The paths come from the rules' own `input:` and `output:`
+# (a new input or output of a rule is covered without a change here), for the jobs the target needs.
 
 
 def rule_products(rule_name, **wildcards):
     """The outputs of one job of `rule_name` (its wildcards given)."""
     return [expand(str(pattern), **wildcards)[0] for pattern in getattr(rules, rule_name).output]
+
+
+def job_files(rule_name, **wildcards):
+    """The inputs (input functions evaluated: checks.smk's `_files`) and outputs of one job: an input
+    that a rule gains later (another table to read) is asked for by the targets without a change here."""
+    job = SimpleNamespace(**{k: str(v) for k, v in wildcards.items()})
+    return _files(workflow.get_rule(rule_name), job, "input") + rule_products(rule_name, **wildcards)
 
 
 def datasets_in_use():
@@ -49,7 +56,7 @@ def label_products(name=MAIN):
 def model_products():
     subsets = dict.fromkeys(EXPERIMENTS[exp]["subset"] for exp in EXPERIMENTS)
     splits = [f for subset in subsets for f in rule_products("split", dataset=MAIN, subset=subset)]
-    models = [f for exp in EXPERIMENTS for f in rule_products("train", exp=exp)]
+    models = [f for exp in EXPERIMENTS for f in job_files("train", exp=exp)]
     return list(dict.fromkeys(image_products() + text_products() + splits + models))
 
 
@@ -60,6 +67,6 @@ def evaluation_products():
         files += image_products(name) + label_products(name)
     for exp, name in EVAL_PAIRS:
         bank = MAIN if EXPERIMENTS[exp]["evaluation"]["bank"] == "source" else name
-        files += rule_products("embed", dataset=name, exp=exp) + rule_products("embed_bank", dataset=bank, exp=exp)
-        files += rule_products("evaluate_experiment", dataset=name, exp=exp)
+        files += job_files("embed", dataset=name, exp=exp) + job_files("embed_bank", dataset=bank, exp=exp)
+        files += job_files("evaluate_experiment", dataset=name, exp=exp)
     return list(dict.fromkeys(files + rule_products("summarize")))
