@@ -151,6 +151,8 @@ def embed_args(paths: dict[str, Path], out: Path) -> list[str]:
         str(paths["sections"]),
         "--query-split",
         "test",
+        "--report-section",
+        "impression",
         "--bank-splits",
         "train,validate",
         "--dtype",

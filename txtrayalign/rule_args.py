@@ -18,6 +18,8 @@ import json
 import shlex
 from pathlib import Path
 
+from txtrayalign.constants import CHEXPERT_TABLE
+
 
 def embed_options(evaluation: dict) -> str:
     """`--prompts JSON --report-section S`: what the embed stage must embed beside images and sentences."""
@@ -69,7 +71,7 @@ def official_labels_option(dataset: dict, data_root: str | Path) -> str:
     """`--official-labels` with MIMIC-CXR's own table when the dataset folder holds it (raw data, there
     before the run, so the decision is stable); none for a table dataset, whose labels the index stage
     writes (with `labels.source: official` the report labels are the official ones already)."""
-    path = Path(data_root) / "mimic-cxr-2.0.0-chexpert.csv.gz"
+    path = Path(data_root) / CHEXPERT_TABLE
     if dataset.get("format") == "table" or not path.is_file():
         return ""
     return f"--official-labels {shlex.quote(str(path))}"

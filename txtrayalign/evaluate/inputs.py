@@ -145,7 +145,7 @@ def read_official_labels(path: str | Path) -> pd.DataFrame:
         raise EvaluationInputError(f"official label table not found: {p}")
     if p.suffix == ".parquet":
         return read_table(p, "report_labels", LABEL_COLUMNS)
-    from txtrayalign.chexpert.cli import read_official
+    from txtrayalign.chexpert.files import read_official
 
     try:
         return read_official(str(p))
