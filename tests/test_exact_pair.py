@@ -37,7 +37,12 @@ def test_chunking_does_not_change_ranks() -> None:
     rng = np.random.default_rng(3)
     q = rng.integers(-2, 3, (37, 4)).astype(float)  # small integers: exact products, many ties
     c = rng.integers(-2, 3, (23, 4)).astype(float)
-    qg, cg = rng.integers(0, 15, 37), rng.integers(0, 15, 23)
+    qg = rng.integers(0, 15, 37)
+    for cg in (rng.integers(0, 15, 23), rng.permutation(23)):  # several partners; one each (by column)
+        check_against_plain_count(q, c, qg, cg)
+
+
+def check_against_plain_count(q: np.ndarray, c: np.ndarray, qg: np.ndarray, cg: np.ndarray) -> None:
     whole = exact_pair.partner_ranks(q, c, qg, cg)
     np.testing.assert_array_equal(exact_pair.partner_ranks(q, c, qg, cg, max_block_elements=50), whole)
     # against a plain definition: sort-free count per query
@@ -121,3 +126,13 @@ def test_evaluation_both_directions() -> None:
     assert t2i["model"]["recall@2"]["value"] == pytest.approx(2 / 3)
     # text -> image random: r10, r30 one partner among 5 (1/5), r20 two (1 - C(3,1)/C(5,1) = 2/5)
     assert t2i["random"]["recall@1"]["value"] == pytest.approx((1 / 5 + 2 / 5 + 1 / 5) / 3)
+
+
+def test_recall_curve_and_figure(tmp_path) -> None:
+    result = exact_pair.exact_pair_evaluation(IMAGES, IMAGE_STUDY, REPORTS, REPORT_STUDY, ks=(1,))
+    curve = result["image_to_text"]["curve"]
+    assert curve["k"] == [1, 2, 3]
+    assert curve["model"] == pytest.approx([1 / 4, 2 / 4, 1.0])  # ranks 1.5, 1, 2.5, 3 (D missing)
+    assert curve["random"] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    path = exact_pair.plot_recall_against_k(result, tmp_path / "exact_pair.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

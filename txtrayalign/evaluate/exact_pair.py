@@ -26,6 +26,7 @@ averaged over the kept queries.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,34 +50,42 @@ def partner_ranks(
     """(N,) rank of each query's best partner (candidates with the query's group id), NaN without one.
 
     Scores are inner products (cosine for L2-normalised embeddings) in float32, computed over query
-    chunks of at most `max_block_elements` scores; no sort. Ties: see the module docstring.
+    chunks of at most `max_block_elements` scores; no sort. Queries without a partner are skipped.
+    When every group has one candidate (image -> text), the partner's score is read by its column.
+    Ties: see the module docstring.
     """
     q_all = torch.as_tensor(np.asarray(queries)).to(torch.float32)
     c_all = torch.as_tensor(np.asarray(candidates)).to(torch.float32)
     if q_all.ndim != 2 or c_all.ndim != 2 or q_all.shape[1] != c_all.shape[1]:
         raise ValueError(f"queries {tuple(q_all.shape)} and candidates {tuple(c_all.shape)} must be (N, D), (M, D)")
-    q_group = torch.as_tensor(np.asarray(query_group, dtype=np.int64))
-    c_group = torch.as_tensor(np.asarray(candidate_group, dtype=np.int64))
+    q_group = np.asarray(query_group, dtype=np.int64)
+    c_group = np.asarray(candidate_group, dtype=np.int64)
     if q_group.shape[0] != q_all.shape[0] or c_group.shape[0] != c_all.shape[0]:
         raise ValueError("one group id per query and per candidate is needed")
-    n, m = q_all.shape[0], c_all.shape[0]
-    ranks = np.full(n, np.nan)
-    if n == 0 or m == 0:
+    ranks = np.full(q_all.shape[0], np.nan)
+    rows = np.flatnonzero(partner_counts(q_group, c_group) > 0)
+    if not rows.size:
         return ranks
-    chunk = max(1, min(n, max_block_elements // m))
-    starts = range(0, n, chunk)
+    groups, first = np.unique(c_group, return_index=True)
+    column = torch.as_tensor(first[np.searchsorted(groups, q_group[rows])]) if groups.size == c_group.size else None
+    c_group_t = torch.as_tensor(c_group)
+    chunk = max(1, min(rows.size, max_block_elements // c_all.shape[0]))
+    starts = range(0, rows.size, chunk)
     if show_progress:
         starts = progress(starts, desc="exact-pair ranks", total=len(starts), unit="block")
     for s in starts:
-        scores = q_all[s : s + chunk] @ c_all.T
-        partner = q_group[s : s + chunk, None] == c_group[None, :]
-        best = torch.where(partner, scores, torch.tensor(-torch.inf)).amax(dim=1, keepdim=True)
-        other = ~partner
-        above = ((scores > best) & other).sum(dim=1)
-        tied = ((scores == best) & other).sum(dim=1)
-        rank = 1.0 + above.to(torch.float64) + 0.5 * tied.to(torch.float64)
-        has = partner.any(dim=1)
-        ranks[s : s + scores.shape[0]] = torch.where(has, rank, torch.tensor(torch.nan, dtype=torch.float64)).numpy()
+        sel = rows[s : s + chunk]
+        scores = q_all[torch.as_tensor(sel)] @ c_all.T
+        if column is not None:  # one partner each: its own column, itself left out of the ties
+            best = torch.gather(scores, 1, column[s : s + chunk, None])
+            above = (scores > best).sum(dim=1)
+            tied = (scores == best).sum(dim=1) - 1
+        else:
+            partner = torch.as_tensor(q_group[sel])[:, None] == c_group_t[None, :]
+            best = torch.where(partner, scores, torch.tensor(-torch.inf)).amax(dim=1, keepdim=True)
+            above = ((scores > best) & ~partner).sum(dim=1)
+            tied = ((scores == best) & ~partner).sum(dim=1)
+        ranks[sel] = 1.0 + above.numpy() + 0.5 * tied.numpy()
     return ranks
 
 
@@ -197,7 +206,46 @@ def direction_result(
         "n_candidates": int(n_candidates),
         "model": rank_metrics(ranks, counts, ks),
         "random": random_rank_metrics(n_candidates, n_partners, ks),
+        "curve": recall_curve(ranks, n_partners, n_candidates),
     }
+
+
+def recall_curve(ranks: np.ndarray, n_partners: np.ndarray, n_candidates: int, points: int = 30) -> dict:
+    """Recall@K of the model and of random at about `points` K from 1 to the candidate count (log-spaced)."""
+    valid = ~np.isnan(ranks)
+    if not valid.any() or n_candidates < 1:
+        return {"k": [], "model": [], "random": []}
+    ks = np.unique(np.round(np.logspace(0, np.log10(n_candidates), points)).astype(int)).tolist()
+    random = random_rank_metrics(n_candidates, n_partners, ks)
+    return {"k": ks, "model": [float(np.mean(ranks[valid] <= k)) for k in ks],
+            "random": [random[f"recall@{k}"]["value"] for k in ks]}
+
+
+def plot_recall_against_k(result: dict, path: str | Path, title: str = "exact-pair retrieval") -> Path:
+    """Recall@K against K (log axis), one line per direction, random dashed beside; PNG, atomic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from txtrayalign.utils import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (direction, label) in enumerate((("image_to_text", "image → report"), ("text_to_image", "report → image"))):
+        curve = result[direction]["curve"]
+        if curve["k"]:
+            ax.plot(curve["k"], curve["model"], marker="o", ms=3, color=f"C{i}", label=f"{label}: model")
+            ax.plot(curve["k"], curve["random"], ls="--", color=f"C{i}", label=f"{label}: random")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("K (candidates retrieved)")
+    ax.set_ylabel("recall@K (own partner within the top K)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    with atomic_path(path, suffix=".png.tmp") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return Path(path)
 
 
 def partner_counts(query_group: np.ndarray, candidate_group: np.ndarray) -> np.ndarray:
