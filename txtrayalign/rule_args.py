@@ -7,6 +7,7 @@ one of these keys reruns that rule.
 - `label_options(labels)`: the label stage's `--labeller` (and `--chexbert-*`).
 - `embed_options(evaluation)`: what the embed stage embeds beside images and sentences.
 - `evaluation_settings(evaluation, labels, summary)`: the evaluate command's `--settings` JSON.
+- `needs_train_queries(experiment)`: whether its evaluation reads the training images' embeddings.
 - `official_labels_option(dataset, data_root)`: `--official-labels` when the dataset ships its table.
 - `needs_validation_queries(experiment)`: whether its evaluation reads the validation split's queries.
 """
@@ -65,3 +66,9 @@ def needs_validation_queries(experiment: dict) -> bool:
     False for now: subgroup evaluation and validation-based selection (sweeps) switch it on here, from
     their `evaluation.*` settings."""
     return False
+
+
+def needs_train_queries(experiment: dict) -> bool:
+    """Whether the evaluation of a resolved experiment reads the training split's image embeddings
+    (embeddings/<exp>/queries.train.h5, rule embed_train; `--train-queries`): the linear probe's."""
+    return bool(experiment["evaluation"]["linear_probe"]["enabled"])

@@ -34,7 +34,7 @@ from scipy.special import gammaln
 
 from txtrayalign.utils import progress
 
-from .bootstrap import point_and_interval
+from .bootstrap import percentile_interval, point_and_interval
 
 EXACT_PAIR_KS = (1, 5, 10)
 
@@ -129,14 +129,6 @@ def weighted_median(values: np.ndarray, weights: np.ndarray, chunk: int = 256) -
     return out
 
 
-def _percentiles(values: np.ndarray, alpha: float) -> tuple[float | None, float | None]:
-    values = values[~np.isnan(values)]
-    if not values.size:
-        return None, None
-    lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(lo), float(hi)
-
-
 def rank_metrics(
     ranks: np.ndarray, counts: np.ndarray | None = None, ks: Sequence[int] = EXACT_PAIR_KS, alpha: float = 0.05
 ) -> dict[str, dict[str, float | None]]:
@@ -148,7 +140,7 @@ def rank_metrics(
     if valid.any():
         entry["value"] = float(np.median(ranks[valid]))
         if counts is not None:
-            entry["ci_low"], entry["ci_high"] = _percentiles(weighted_median(ranks[valid], counts[:, valid]), alpha)
+            entry["ci_low"], entry["ci_high"] = percentile_interval(weighted_median(ranks[valid], counts[:, valid]), alpha)
     out["median_rank"] = entry
     return out
 
@@ -223,12 +215,7 @@ def recall_curve(ranks: np.ndarray, n_partners: np.ndarray, n_candidates: int, p
 
 def plot_recall_against_k(result: dict, path: str | Path, title: str = "exact-pair retrieval") -> Path:
     """Recall@K against K (log axis), one line per direction, random dashed beside; PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from txtrayalign.utils import atomic_path
+    from .plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (direction, label) in enumerate((("image_to_text", "image → report"), ("text_to_image", "report → image"))):
@@ -242,10 +229,7 @@ def plot_recall_against_k(result: dict, path: str | Path, title: str = "exact-pa
     ax.set_ylabel("recall@K (own partner within the top K)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    with atomic_path(path, suffix=".png.tmp") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, Path(path))
 
 
 def partner_counts(query_group: np.ndarray, candidate_group: np.ndarray) -> np.ndarray:

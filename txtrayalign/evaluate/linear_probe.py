@@ -36,6 +36,7 @@ from scipy.optimize import minimize
 
 from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
 
+from .bootstrap import percentile_interval
 from .zeroshot import binary_targets, weighted_auroc
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,7 @@ def seed_aurocs(scores: np.ndarray, targets: np.ndarray, counts: np.ndarray | No
 def _entry(value: float, boot: np.ndarray | None, alpha: float) -> dict:
     entry = {"value": None if np.isnan(value) else float(value), "ci_low": None, "ci_high": None}
     if boot is not None and boot.size and not np.isnan(value):
-        b = boot[~np.isnan(boot)]
-        if b.size:
-            entry["ci_low"], entry["ci_high"] = (float(v) for v in np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+        entry["ci_low"], entry["ci_high"] = percentile_interval(boot, alpha)
     return entry
 
 
@@ -193,12 +192,7 @@ def linear_probe_evaluation(
 
 def plot_auroc_against_share(result: dict, path: str | Path, title: str = "linear probe") -> Path:
     """Mean AUROC (14 and top 5) against the share of training labels (log axis), 95% intervals, chance dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from txtrayalign.utils import atomic_path
+    from .plots import plt, save_figure
 
     shares = sorted(result["fractions"], key=float)
     x = [100 * float(f) for f in shares]
@@ -218,7 +212,4 @@ def plot_auroc_against_share(result: dict, path: str | Path, title: str = "linea
     ax.set_ylabel("AUROC on the query images (95% interval)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    with atomic_path(path, suffix=".png.tmp") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, Path(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bootstrap import entry_cell, resample_counts
+from ..bootstrap import entry_cell, interval_columns, resample_counts
 from ..context import Context, stream_seed
 from ..exact_pair import exact_pair_evaluation, plot_recall_against_k
 from ..inputs import EvaluationInputs
@@ -81,14 +81,16 @@ def summary_columns(result: dict | None, method: str, k: int) -> dict:
         return out
     for direction, short in (("image_to_text", "i2t"), ("text_to_image", "t2i")):
         for metric, entry in result[direction][method].items():
-            name = f"exact_pair_{short}_{metric}"
-            out[name] = entry.get("value")
-            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = entry.get("ci_low"), entry.get("ci_high")
+            out.update(interval_columns(f"exact_pair_{short}_{metric}", entry))
     return out
 
 
 def figures(result: dict | None, out_dir: Path, experiment: str) -> list[Path]:
     """exact_pair.png: recall against K, both directions, random beside."""
+    path = Path(out_dir) / FIGURE
     if result is None:
-        return []
-    return [plot_recall_against_k(result, Path(out_dir) / FIGURE, f"{experiment}: exact-pair retrieval")]
+        from ..plots import message_figure
+
+        return [message_figure(path, f"{experiment}: exact-pair retrieval not evaluated\n"
+                               "(evaluation.exact_pair.enabled false, or no query report embeddings)")]
+    return [plot_recall_against_k(result, path, f"{experiment}: exact-pair retrieval")]

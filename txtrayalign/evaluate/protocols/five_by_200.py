@@ -109,11 +109,9 @@ def summary_columns(result: dict | None, method: str, k: int) -> dict:
     return {f"five_by_200_{metric}": entry.get("value") for metric, entry in result[method].items()}
 
 
-def write_ids(result: dict | None, out_dir: Path) -> Path | None:
-    """five_by_200_ids.csv (dicom_id, observation), atomically."""
-    if result is None:
-        return None
-    rows = [(d, c) for c, ids in result["ids"].items() for d in ids]
+def write_ids(result: dict | None, out_dir: Path) -> Path:
+    """five_by_200_ids.csv (dicom_id, observation), atomically; only the header when not evaluated."""
+    rows = [] if result is None else [(d, c) for c, ids in result["ids"].items() for d in ids]
     path = Path(out_dir) / IDS_FILE
     with atomic_path(path, suffix=".csv.tmp") as tmp:
         pd.DataFrame(rows, columns=["dicom_id", "observation"]).to_csv(tmp, index=False)

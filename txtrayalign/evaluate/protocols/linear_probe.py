@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from txtrayalign.tables import read_table
 
-from ..bootstrap import entry_cell
+from ..bootstrap import entry_cell, interval_columns
 from ..context import Context
 from ..embed import read_queries
 from ..inputs import LABEL_COLUMNS, EvaluationInputs
@@ -32,25 +33,37 @@ FIGURE = "linear_probe.png"
 IDS_FILE = "linear_probe_ids.csv"
 
 
+def training_set(path: str, labels_path: str):
+    """The training images of queries.train.h5 whose study has report labels, and those labels (N, 14)."""
+    train = read_queries(path)
+    labels = read_table(labels_path, "report_labels", LABEL_COLUMNS)
+    labelled = np.isin(train.study_id, labels["study_id"].to_numpy())
+    if not labelled.all():
+        log.info("linear probe: %d of %d training images have no report labels: left out",
+                 int((~labelled).sum()), labelled.size)
+    train = replace(train, embeddings=train.embeddings[labelled], dicom_id=train.dicom_id[labelled],
+                    study_id=train.study_id[labelled], view=train.view[labelled])
+    return train, study_label_rows(labels, train.study_id)
+
+
 def run(inputs: EvaluationInputs, context: Context) -> dict | None:
     settings = context.evaluation["linear_probe"]
     if not settings["enabled"]:
         return None
-    path = inputs.paths.get("train_embeddings")
+    path = inputs.paths.get("train_queries")
     if not path:
-        log.warning("no training embeddings given (--train-embeddings): linear probe skipped")
+        log.warning("no training images' embeddings given (--train-queries): linear probe skipped")
         return None
-    train = read_queries(path)
-    labels = read_table(inputs.paths["report_labels"], "report_labels", LABEL_COLUMNS)
-    train_labels = study_label_rows(labels, train.study_id)
+    train, train_labels = training_set(path, inputs.paths["report_labels"])
     subsets = draw_label_subsets(train.dicom_id, settings["fractions"], settings["seeds"])
     result = linear_probe_evaluation(
         train.embeddings.astype(np.float32), train.dicom_id, train_labels,
         inputs.queries.embeddings.astype(np.float32), inputs.queries.labels, subsets, c=settings["C"],
         uncertain=settings["uncertain"], blank=settings["blank"], counts=context.counts,
     )
-    result["settings"].update(labels=inputs.queries.labels_from, train_embeddings=path)
-    result["subsets"] = subsets
+    result["settings"].update(labels=inputs.queries.labels_from, train_queries=path,
+                              report_labels=inputs.paths["report_labels"],
+                              fractions=list(settings["fractions"]), seeds=list(settings["seeds"]))
     return result
 
 
@@ -91,13 +104,35 @@ def summary_columns(result: dict | None, method: str, k: int) -> dict:
         return out
     for fraction, part in result["fractions"].items():
         name = f"linear_probe_auroc_{100 * float(fraction):g}pct"
-        out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = (
-            part["mean"]["value"], part["mean"]["ci_low"], part["mean"]["ci_high"])
+        out.update(interval_columns(name, part["mean"]))
     return out
 
 
+def write_subsets(result: dict | None, out_dir: Path) -> Path:
+    """linear_probe_ids.csv (fraction, seed, dicom_id): the subsets drawn again from the training images'
+    ids (the draw depends on nothing else); only the header when the probe did not run."""
+    import pandas as pd
+
+    from txtrayalign.utils import atomic_path
+
+    table = pd.DataFrame(columns=["fraction", "seed", "dicom_id"])
+    if result is not None:
+        s = result["settings"]
+        train, _ = training_set(s["train_queries"], s["report_labels"])
+        table = draw_label_subsets(train.dicom_id, s["fractions"], s["seeds"])
+    path = Path(out_dir) / IDS_FILE
+    with atomic_path(path, suffix=".csv.tmp") as tmp:
+        table.to_csv(tmp, index=False)
+    return path
+
+
 def figures(result: dict | None, out_dir: Path, experiment: str) -> list[Path]:
-    """linear_probe.png: mean AUROC against the label share."""
+    """linear_probe.png: mean AUROC against the label share (and linear_probe_ids.csv beside it)."""
+    write_subsets(result, out_dir)
+    path = Path(out_dir) / FIGURE
     if result is None:
-        return []
-    return [plot_auroc_against_share(result, Path(out_dir) / FIGURE, f"{experiment}: linear probe")]
+        from ..plots import message_figure
+
+        return [message_figure(path, f"{experiment}: linear probe not evaluated\n"
+                               "(evaluation.linear_probe.enabled false, or no training embeddings)")]
+    return [plot_auroc_against_share(result, path, f"{experiment}: linear probe")]
