@@ -4,7 +4,6 @@ test_evaluate_cli: each one's numbers equal a direct computation from the embedd
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
