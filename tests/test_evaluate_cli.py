@@ -166,7 +166,8 @@ def embed_args(paths: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
-SETTINGS = {"evaluation": {"k": [1, 2, 5], "bootstrap": 50, "seed": 0, "gallery": 3}}
+SETTINGS = {"evaluation": {"k": [1, 2, 5], "bootstrap": 50, "seed": 0, "gallery": 3,
+                           "text_metrics": {"reference_section": "impression"}}}
 
 
 def settings_json(**evaluation) -> str:
@@ -825,6 +826,7 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     from txtrayalign.rule_args import (
         embed_options,
         evaluation_settings,
+        headline_settings,
         label_options,
         official_labels_option,
     )
@@ -845,11 +847,15 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     config = with_defaults({})
     evaluation = resolve_experiment({})["evaluation"]
     args = parse(configure_embed, embed_options(evaluation), emb_required)
-    assert json.loads(args.prompts) == {} and args.report_section == "impression"
+    assert json.loads(args.prompts) == {} and args.report_section == evaluation["report_retrieval"]["section"]
     text = evaluation_settings(evaluation, config["labels"], config["summary"])
     args = parse(configure_evaluate, f"--settings {shlex.quote(text)}", ev_required)
     assert read_settings(args.settings) == {"evaluation": evaluation, "labels": config["labels"],
                                             "summary": config["summary"]}
+    assert "bank" not in json.loads(text)["evaluation"]  # chooses inputs only: no rerun of its own
+    headline = read_settings(headline_settings(evaluation, config["labels"], config["summary"]))["evaluation"]
+    assert headline["gallery"] == 0 and headline["k"] == evaluation["k"]
+    assert not any(headline[key]["enabled"] for key in ("zeroshot", "report_retrieval", "text_metrics", "sensitivity"))
 
     changed = resolve_experiment({"evaluation": {
         "zeroshot": {"prompts": {"Edema": ["edema's there", "no edema"]}, "uncertain": "positive"},

@@ -6,7 +6,8 @@ one of these keys reruns that rule.
 
 - `label_options(labels)`: the label stage's `--labeller` (and `--chexbert-*`).
 - `embed_options(evaluation)`: what the embed stage embeds beside images and sentences.
-- `evaluation_settings(evaluation, labels, summary)`: the evaluate command's `--settings` JSON.
+- `evaluation_settings(evaluation, labels, summary)`: the evaluate command's `--settings` JSON;
+  `headline_settings(...)`: the same with every protocol off (sentence-level metrics only).
 - `needs_train_queries(experiment)`: whether its evaluation reads the training images' embeddings.
 - `official_labels_option(dataset, data_root)`: `--official-labels` when the dataset ships its table.
 - `needs_validation_queries(experiment)`: whether its evaluation reads the validation split's queries.
@@ -43,10 +44,26 @@ def label_options(labels: dict) -> str:
     return f"--labeller {labeller}" + (f" {chexbert_options(labels)}" if labeller == "chexbert" else "")
 
 
+# `evaluation` keys that choose what is embedded and which bank (rules embed*, bank_dir), which the
+# evaluate command does not read: left out of its --settings so that changing them reruns an
+# evaluation only through its inputs (e.g. `bank: source` leaves the training dataset's own evaluation be).
+WORKFLOW_KEYS = ("query_split", "bank_splits", "dedupe", "dtype", "batch_size", "bank")
+
+
 def evaluation_settings(evaluation: dict, labels: dict, summary: dict) -> str:
-    """The evaluate command's `--settings`: the experiment's resolved `evaluation` block and the
-    `labels` and `summary` blocks as one JSON object (keys sorted: the same settings, the same text)."""
-    return json.dumps({"evaluation": evaluation, "labels": labels, "summary": summary}, sort_keys=True)
+    """The evaluate command's `--settings`: the experiment's resolved `evaluation` block (less
+    `WORKFLOW_KEYS`) and the `labels` and `summary` blocks as one JSON object (keys sorted: the same
+    settings, the same text)."""
+    scored = {key: value for key, value in evaluation.items() if key not in WORKFLOW_KEYS}
+    return json.dumps({"evaluation": scored, "labels": labels, "summary": summary}, sort_keys=True)
+
+
+def headline_settings(evaluation: dict, labels: dict, summary: dict) -> str:
+    """`--settings` of a scoring with the sentence-level retrieval metrics only (sweep validation):
+    every protocol with an `enabled` switch off, no gallery."""
+    off = {key: {**value, "enabled": False} for key, value in evaluation.items()
+           if isinstance(value, dict) and "enabled" in value}
+    return evaluation_settings({**evaluation, **off, "gallery": 0}, labels, summary)
 
 
 def official_labels_option(dataset: dict, data_root: str | Path) -> str:
@@ -70,5 +87,5 @@ def needs_validation_queries(experiment: dict) -> bool:
 
 def needs_train_queries(experiment: dict) -> bool:
     """Whether the evaluation of a resolved experiment reads the training split's image embeddings
-    (embeddings/<exp>/queries.train.h5, rule embed_train; `--train-queries`): the linear probe's."""
+    (embeddings/<exp>/queries.train.h5, rule embed_validation with split train; `--train-queries`): the linear probe's."""
     return bool(experiment["evaluation"]["linear_probe"]["enabled"])

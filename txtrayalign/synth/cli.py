@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also break a few files of each kind on purpose and list them in faults.csv")
     parser.add_argument("--workers", type=int, default=1, help="processes to render with (default: 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace data in --out that this generator did not write (its own earlier output is always replaced)")
+    parser.add_argument("--disparity", default=None, metavar="ATTRIBUTE=GROUP",
+                        help="plant a disparity: draw this group's findings fainter (e.g. sex=F, race=Black, age=80+)")
+    parser.add_argument("--disparity-scale", type=float, default=0.35,
+                        help="strength of the planted group's findings, as a share of the usual (default: 0.35)")
     parser.add_argument("--log", type=Path, default=None, help="also write the log to this file")
 
 
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = generate(args.out, studies=args.studies, seed=args.seed, fmt=args.fmt, image_size=args.image_size,
                            faults=args.faults, workers=args.workers, overwrite=args.overwrite,
-                           layout=args.layout)
+                           layout=args.layout, disparity=args.disparity, disparity_scale=args.disparity_scale)
     except (ValueError, FileExistsError) as err:
         log.error("%s", err)
         return 2

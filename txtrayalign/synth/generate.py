@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from txtrayalign import constants as C
-from txtrayalign.synth import openi
+from txtrayalign.synth import demographics, openi
 from txtrayalign.synth.faults import FAULTS_CSV, inject_faults, write_faults_csv
 from txtrayalign.synth.plan import StudyPlan, plan_dataset
 from txtrayalign.synth.study import FORMATS, Options, make_studies
@@ -42,7 +42,7 @@ def _prepare(out: Path, overwrite: bool, settings: dict) -> None:
     if existing and not overwrite and not (out / MARKER).is_file():
         raise FileExistsError(f"{out} holds data this generator did not write ({existing[0].name}); "
                               "pass overwrite=True (--overwrite) to replace it")
-    for name in (*TABLES, FAULTS_CSV, openi.PROJECTIONS, openi.LABELS):
+    for name in (*TABLES, FAULTS_CSV, openi.PROJECTIONS, openi.LABELS, *demographics.TABLES):
         (out / name).unlink(missing_ok=True)
     for folder in folders:
         if folder.is_dir():
@@ -57,11 +57,14 @@ def _chunks(plans: list[StudyPlan], size: int) -> list[list[StudyPlan]]:
 
 
 def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: int = 512, faults: bool = False,
-             workers: int = 1, overwrite: bool = False, layout: str = "mimic") -> dict:
+             workers: int = 1, overwrite: bool = False, layout: str = "mimic", disparity: str | None = None,
+             disparity_scale: float = 0.35) -> dict:
     """Write `studies` synthetic studies under `out` in the exact MIMIC-CXR(-JPG) or Open-i layout.
 
     Deterministic in `seed` whatever `workers` is. Returns a summary: counts, seconds, studies_per_second.
-    `fmt` applies to the MIMIC layout (Open-i images are PNG).
+    `fmt` applies to the MIMIC layout (Open-i images are PNG), and so do the MIMIC-IV demographics
+    (`synth.demographics`) and `disparity` (`ATTRIBUTE=GROUP`: that group's findings drawn at
+    `disparity_scale` of their strength).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -76,11 +79,14 @@ def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: i
     out = Path(out)
     start = time.perf_counter()
     _prepare(out, overwrite, {"studies": studies, "seed": seed, "format": fmt, "image_size": image_size,
-                              "faults": faults, "layout": layout})
+                              "faults": faults, "layout": layout, "disparity": disparity,
+                              "disparity_scale": disparity_scale})
     plans = plan_dataset(studies, seed)
     if layout == "openi":
         return _generate_openi(out, plans, seed, image_size, faults, workers, start)
-    opts = Options(str(out), seed, fmt, image_size)
+    people = demographics.draw_people(plans, seed)
+    faint = demographics.planted_subjects(plans, people, disparity)
+    opts = Options(str(out), seed, fmt, image_size, faint, disparity_scale)
     chunks = _chunks(plans, CHUNK)
     results: list[dict] = []
     if workers == 1:
@@ -96,6 +102,7 @@ def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: i
     if faults:
         write_faults_csv(out, fault_rows)
     _write_tables(out, plans, results)
+    demographics.write_tables(out, plans, people, seed)
     seconds = time.perf_counter() - start
     n_images = sum(len(r["images"]) for r in results)
     summary = {
@@ -104,6 +111,7 @@ def generate(out: Path, studies: int, seed: int, fmt: str = "jpg", image_size: i
         "image_size": image_size, "workers": workers, "seconds": round(seconds, 3),
         "studies_per_second": round(len(results) / seconds, 2) if seconds > 0 else float("inf"),
         "splits": {s: sum(1 for p in plans if p.split == s) for s in C.SPLITS},
+        "disparity": disparity, "planted_studies": len(faint),
     }
     log.info("synthetic dataset: %(studies)d studies, %(images)d images in %(seconds).1f s "
              "(%(studies_per_second).1f studies/s)", summary)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from txtrayalign.synth.demographics import fainter
 from txtrayalign.synth.dicom import DicomStyle, write_dicom
 from txtrayalign.synth.labels import SUPPORT_DEVICES, StudyLabels, draw_labels
 from txtrayalign.synth.plan import StudyPlan
@@ -29,6 +30,8 @@ class Options:
     seed: int
     fmt: str
     image_size: int
+    faint_studies: frozenset = frozenset()  # study_ids drawn fainter (the planted disparity)
+    faint_scale: float = 1.0
 
 
 @dataclass
@@ -83,10 +86,13 @@ def make_study(plan: StudyPlan, opts: Options) -> dict:
     exam, _ = exam_names(content.views, content.portable)
     orientation = "Recumbent" if content.portable and plan.index % 3 else "Erect"
     size = opts.image_size
+    findings = content.labels.findings
+    if plan.study_id in opts.faint_studies:
+        findings = fainter(findings, opts.faint_scale)
     images: list[dict] = []
     for k, view in enumerate(content.views):
         did = plan.dicom_ids[k]
-        img = render(content.labels.findings, view, size, image_seed(opts.seed, plan.index, k))
+        img = render(findings, view, size, image_seed(opts.seed, plan.index, k))
         if opts.fmt in ("jpg", "both"):
             Image.fromarray(to_uint8(img), mode="L").save(root / image_path(plan, did, "jpg"), format="JPEG",
                                                           quality=JPEG_QUALITY)

@@ -19,6 +19,12 @@ for _name in [n for n, d in DATASETS.items() if d["synthetic"]["enabled"]]:
             format=DATASETS[_name]["synthetic"]["format"],
             image_size=DATASETS[_name]["synthetic"]["image_size"],
             faults="--faults" if DATASETS[_name]["synthetic"]["faults"] else "",
+            disparity=(
+                f"--disparity {shlex.quote(DATASETS[_name]['synthetic']['disparity'])}"
+                f" --disparity-scale {DATASETS[_name]['synthetic']['disparity_scale']}"
+                if DATASETS[_name]["synthetic"]["disparity"]
+                else ""
+            ),
             code=CODE["synth"],
         threads: 8
         resources:
@@ -30,7 +36,7 @@ for _name in [n for n, d in DATASETS.items() if d["synthetic"]["enabled"]]:
             bench_path("synth", results=RESULTS_ROOT / _name)
         shell:
             "txtrayalign synth --out {params.root} --studies {params.studies} --seed {params.seed}"
-            " --format {params.format} --image-size {params.image_size} {params.faults}"
+            " --format {params.format} --image-size {params.image_size} {params.faults} {params.disparity}"
             " --workers {threads} > {log} 2>&1"
 
 

@@ -3,6 +3,7 @@
 from txtrayalign.rule_args import (
     embed_options,
     evaluation_settings,
+    headline_settings,
     needs_train_queries,
     needs_validation_queries,
     official_labels_option,

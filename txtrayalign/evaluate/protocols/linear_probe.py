@@ -2,7 +2,7 @@
 the training labels, AUROC on the query images (`evaluation.linear_probe`; MGCA, GLoRIA, BenchX;
 `txtrayalign.evaluate.linear_probe`).
 
-Reads the training images' embeddings (embeddings/<exp>/train.h5, embedded only when the probe is on)
+Reads the training images' embeddings (embeddings/<exp>/queries.train.h5, embedded only when the probe is on)
 and their studies' labels (the label stage's report labels). metrics.json `linear_probe`: {"settings",
 "n_train", "n_test", "fractions": {fraction: {"auroc": {observation: entry}, "mean", "mean_top5",
 "seed_std", "n_train", "seeds"}}, "random"}; the drawn subsets: linear_probe_ids.csv beside metrics.json.
