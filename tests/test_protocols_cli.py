@@ -106,3 +106,19 @@ def test_five_by_200_from_a_user_list_and_the_summary(protocols_run, tmp_path):
         assert title in text
     table = pd.read_csv(csv)
     assert "exact_pair_i2t_recall@1" in table.columns and "linear_probe_auroc_100pct" in table.columns
+
+
+def test_the_workflow_embeds_training_images_only_for_the_probe(tmp_path):
+    from workflow_helpers import planned_jobs, snakemake, tiny_config, write_config
+
+    cfg = tiny_config()
+    plans = {}
+    for enabled in (False, True):
+        cfg["defaults"]["evaluation"]["linear_probe"] = {"enabled": enabled}
+        res = snakemake(tmp_path, "-n", "-p", "--cores", "1", "evaluate", config=write_config(cfg, tmp_path))
+        assert res.returncode == 0, res.stderr[-2000:]
+        plans[enabled] = (planned_jobs(res), res.stdout + res.stderr)
+    assert "embed_validation" not in plans[False][0] and "--train-queries" not in plans[False][1]
+    assert plans[True][0]["embed_validation"] == 1
+    assert "--query-split train --no-reports" in plans[True][1]
+    assert "--train-queries" in plans[True][1] and "queries.train.h5" in plans[True][1]
