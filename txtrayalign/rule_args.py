@@ -8,6 +8,7 @@ one of these keys reruns that rule.
 - `embed_options(evaluation)`: what the embed stage embeds beside images and sentences.
 - `evaluation_settings(evaluation, labels, summary)`: the evaluate command's `--settings` JSON;
   `headline_settings(...)`: the same with every protocol off (sentence-level metrics only).
+- `needs_train_queries(experiment)`: whether its evaluation reads the training images' embeddings.
 - `official_labels_option(dataset, data_root)`: `--official-labels` when the dataset ships its table.
 - `needs_validation_queries(experiment)`: whether its evaluation reads the validation split's queries.
 """
@@ -84,3 +85,9 @@ def needs_validation_queries(experiment: dict) -> bool:
     False for now: subgroup evaluation and validation-based selection (sweeps) switch it on here, from
     their `evaluation.*` settings."""
     return False
+
+
+def needs_train_queries(experiment: dict) -> bool:
+    """Whether the evaluation of a resolved experiment reads the training split's image embeddings
+    (embeddings/<exp>/queries.train.h5, rule embed_validation with split train; `--train-queries`): the linear probe's."""
+    return bool(experiment["evaluation"]["linear_probe"]["enabled"])

@@ -73,6 +73,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"images or sentences per forward pass [{default['batch_size']}]")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-queries", type=int, default=None, help="embed only the first N query images")
+    parser.add_argument("--no-reports", action="store_true",
+                        help="with --out-queries: leave out the query studies' reports (the training images of the "
+                        "linear probe need none)")
     parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
     parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
@@ -114,6 +117,8 @@ def select(args: argparse.Namespace):
         views = read_table(args.images_table, "index_images", ["dicom_id", "view"]) if args.images_table else None
         inputs.queries, inputs.reports = select_queries(
             split, index, sections, args.query_split, args.max_queries, paths, views)
+        if args.no_reports:
+            inputs.reports = inputs.reports.iloc[:0]
     if args.out_bank:
         inputs.prompts = resolve_prompts(json_object(args.prompts, "--prompts"))
         inputs.report_section = None if is_none(args.report_section) else args.report_section
