@@ -15,7 +15,10 @@ Modules:
 - `bootstrap`: vectorised percentile confidence intervals over queries.
 - `textmetrics`, `zeroshot`, `report_retrieval`, `label_sensitivity`: the measures of the protocols.
 - `evaluation`: `evaluate()` — the sentence-level metrics, then each protocol — and the output files.
-- `protocols`: the protocols (`zeroshot`, `text_similarity`, `report_retrieval`, `label_sensitivity`).
+- `exact_pair`, `text_to_image`, `five_by_200`, `linear_probe`: exact-pair retrieval both ways,
+  text-to-image retrieval, CheXpert 5x200 zero-shot classification, linear probing of frozen images.
+- `protocols`: the protocols, one module each (`zeroshot`, `text_similarity`, `report_retrieval`,
+  `label_sensitivity`, `exact_pair`, `text_to_image`, `five_by_200`, `linear_probe`).
 - `plots`, `gallery`, `summary`: figures, the HTML gallery and the cross-experiment table.
 - `cli`: the `evaluate` and `summarize` subcommands.
 - `subgroups`, `fairness`, `prevalence`, `subgroup_inputs`, `subgroup_report`, `subgroup_plots`: for
