@@ -78,7 +78,9 @@ def summary_section(runs: Sequence[tuple[str, dict | None]], k: int) -> str:
         "A logistic regression per observation on the frozen image embeddings (standardised, C = "
         f"{first['C']}) of a share of the training images, AUROC on the query images (MGCA, GLoRIA, BenchX). "
         f"Uncertain: {first['uncertain']}, not mentioned: {first['blank']}. Mean over seeds [95% bootstrap "
-        f"interval over the query images]; ± the seeds' standard deviation; subsets: {IDS_FILE}. Random: 0.5.\n"
+        f"interval over the query images]; ± the seeds' standard deviation; subsets: {IDS_FILE}. Random: 0.5. "
+        "The means cover the observations with both classes in the subset and in the test images (counted "
+        "below), so a small share can average fewer of them.\n"
     )
     shares = sorted({f for _, r in done for f in r["fractions"]}, key=float)
     header = ["experiment", "AUROC", *[f"{100 * float(f):g}% of labels" for f in shares]]
@@ -93,6 +95,9 @@ def summary_section(runs: Sequence[tuple[str, dict | None]], k: int) -> str:
                     cell += f" ± {part['seed_std']:.3f}"
                 cells.append(cell)
             lines.append("| " + " | ".join([name, label, *cells]) + " |")
+        fitted = [sum(e["value"] is not None for e in result["fractions"][f]["auroc"].values())
+                  if f in result["fractions"] else 0 for f in shares]
+        lines.append("| " + " | ".join([name, "observations with an AUROC", *map(str, fitted)]) + " |")
     out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
