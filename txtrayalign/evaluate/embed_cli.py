@@ -15,12 +15,16 @@ from pathlib import Path
 from txtrayalign.errors import InputError
 from txtrayalign.utils import setup_logging
 
-from . import EvaluationInputError
+from . import EvaluationInputError, is_none, json_object
 
 log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options; those of a setting take the schema's default (`evaluation.*`, its only home)."""
+    from txtrayalign.settings import defaults_of, schema
+
+    default = defaults_of(schema()["definitions"]["evaluation"])
     parser.add_argument("--model-dir", required=True, help="trained experiment folder (models/<exp>)")
     parser.add_argument(
         "--images-index", default=None,
@@ -37,12 +41,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="text/sections.parquet (train_text: each query study's report; the report bank's texts)",
     )
     parser.add_argument(
-        "--query-split", default="test", help="split whose images are the queries (default: test)"
+        "--query-split", default=default["query_split"],
+        help=f"split whose images are the queries (evaluation.query_split) [{default['query_split']}]"
     )
     parser.add_argument(
         "--bank-splits",
-        default="train,validate",
-        help="comma-separated splits whose report sentences form the bank",
+        default=",".join(default["bank_splits"]),
+        help="comma-separated splits whose report sentences form the bank (evaluation.bank_splits)",
     )
     parser.add_argument(
         "--images-table", default=None, help="optional index/images.parquet: store each query image's view"
@@ -50,22 +55,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
     parser.add_argument(
         "--prompts",
-        default="{}",
+        default=json.dumps(default["zeroshot"]["prompts"]),
         help='zero-shot prompt overrides as JSON, {"Observation": ["positive", "negative"]} '
         "(default: CheXzero's pairs, see evaluate/zeroshot.py)",
     )
     parser.add_argument(
         "--report-section",
-        default="impression",
+        default=default["report_retrieval"]["section"],
         help="section of sections.parquet whose bank-split texts form the report bank of report-level "
-        "retrieval (CXR-RePaiR); 'none': no report bank [impression]",
+        f"retrieval (CXR-RePaiR); 'none': no report bank [{default['report_retrieval']['section']}]",
     )
     parser.add_argument(
-        "--dtype", choices=["float16", "float32"], default="float16", help="stored embedding type"
+        "--dtype", choices=["float16", "float32"], default=default["dtype"],
+        help=f"stored embedding type [{default['dtype']}]"
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="images or sentences per forward pass")
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"],
+                        help=f"images or sentences per forward pass [{default['batch_size']}]")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-queries", type=int, default=None, help="embed only the first N query images")
+    parser.add_argument("--no-reports", action="store_true",
+                        help="with --out-queries: leave out the query studies' reports (the training images of the "
+                        "linear probe need none)")
     parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
     parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
@@ -89,50 +99,47 @@ def _needed(args: argparse.Namespace) -> None:
         raise InputError("--out-bank needs --sentences (the sentence bank's source)")
 
 
+def select(args: argparse.Namespace):
+    """What to embed (`embed.EmbedInputs`), from the tables the options name."""
+    from txtrayalign.tables import read_table
+
+    from .embed import EmbedInputs, select_bank, select_queries
+    from .zeroshot import resolve_prompts
+
+    _needed(args)
+    paths = {"split": args.split, "images_index": args.images_index, "sentences": args.sentences,
+             "sections": args.sections}
+    split = read_table(args.split, "split", ["study_id", "dicom_id", "split"])
+    sections = read_table(args.sections, "sections", ["study_id", "train_text"], all_columns=True)
+    inputs = EmbedInputs(queries=None, bank=None, reports=None)
+    if args.out_queries:
+        index = read_table(args.images_index, "image_shard_index", ["dicom_id", "shard", "row"])
+        views = read_table(args.images_table, "index_images", ["dicom_id", "view"]) if args.images_table else None
+        inputs.queries, inputs.reports = select_queries(
+            split, index, sections, args.query_split, args.max_queries, paths, views)
+        if args.no_reports:
+            inputs.reports = inputs.reports.iloc[:0]
+    if args.out_bank:
+        inputs.prompts = resolve_prompts(json_object(args.prompts, "--prompts"))
+        inputs.report_section = None if is_none(args.report_section) else args.report_section
+        sentences = read_table(args.sentences, "sentences", ["sentence_id", "study_id", "sentence"])
+        inputs.bank, inputs.report_bank = select_bank(
+            split, sentences, sections, [s.strip() for s in args.bank_splits.split(",") if s.strip()],
+            dedupe=not args.no_dedupe, paths=paths, report_section=inputs.report_section)
+    return inputs
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     import torch
 
     from txtrayalign.train import load_model
 
-    from .embed import (
-        EmbedInputs,
-        embed_all,
-        open_image_reader,
-        read_table,
-        select_bank,
-        select_queries,
-        write_bank,
-        write_queries,
-    )
-    from .zeroshot import resolve_prompts
+    from .embed import embed_all, open_image_reader, write_bank, write_queries
 
     try:
-        _needed(args)
-        paths = {"split": args.split, "images_index": args.images_index, "sentences": args.sentences,
-                 "sections": args.sections}
-        split = read_table(args.split, ["study_id", "dicom_id", "split"])
-        sections = read_table(args.sections, ["study_id", "train_text"])
-        inputs = EmbedInputs(queries=None, bank=None, reports=None)
-        if args.out_queries:
-            index = read_table(args.images_index, ["dicom_id", "shard", "row"])
-            views = read_table(args.images_table, ["dicom_id", "view"]) if args.images_table else None
-            inputs.queries, inputs.reports = select_queries(
-                split, index, sections, args.query_split, args.max_queries, paths, views)
-        if args.out_bank:
-            try:
-                overrides = json.loads(args.prompts)
-            except json.JSONDecodeError as exc:
-                raise EvaluationInputError(f"--prompts: not valid JSON ({exc})") from exc
-            if not isinstance(overrides, dict):
-                raise EvaluationInputError(f"--prompts: expected a JSON object, got {args.prompts!r}")
-            inputs.prompts = resolve_prompts(overrides)
-            inputs.report_section = None if args.report_section.lower() in ("", "none") else args.report_section
-            sentences = read_table(args.sentences, ["sentence_id", "study_id", "sentence"])
-            inputs.bank, inputs.report_bank = select_bank(
-                split, sentences, sections, [s.strip() for s in args.bank_splits.split(",") if s.strip()],
-                dedupe=not args.no_dedupe, paths=paths, report_section=inputs.report_section)
-    except (EvaluationInputError, InputError) as exc:
+        inputs = select(args)
+    except (EvaluationInputError, InputError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
     device = _device(args.device)

@@ -54,10 +54,8 @@ rule score_validation:
     output:
         metrics=SWEEP_DIR / "validation" / "{exp}" / "metrics.json",
     params:
-        k=lambda w: " ".join(str(k) for k in evaluation(w)["k"]),
-        bootstrap=lambda w: evaluation(w)["bootstrap"],
-        seed=lambda w: evaluation(w)["seed"],
-        query_labels=lambda w: evaluation(w)["query_labels"],
+        # the sentence-level retrieval metrics only (rule_args.headline_settings, from evaluate.smk)
+        settings=lambda w: headline_settings(evaluation(w), config["labels"], config["summary"]),
         out_dir=lambda w: SWEEP_DIR / "validation" / w.exp,
         code=CODE["evaluate"],
     threads: 1
@@ -70,10 +68,7 @@ rule score_validation:
         "txtrayalign evaluate --queries {input.queries:q} --bank {input.bank:q}"
         " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
         " --sentences {input.sentences:q} --sections {input.sections:q} --images-index {input.images:q}"
-        " --query-labels {params.query_labels} --k {params.k}"
-        " --bootstrap {params.bootstrap} --seed {params.seed} --gallery 0"
-        " --no-zeroshot --report-k --reference-section none --no-sensitivity"
-        " --experiment {wildcards.exp} --out-dir {params.out_dir:q} --log {log:q}"
+        " --settings {params.settings:q} --experiment {wildcards.exp} --out-dir {params.out_dir:q} --log {log:q}"
 
 
 checkpoint select_setting:
