@@ -4,6 +4,7 @@ from txtrayalign.rule_args import (
     embed_options,
     evaluation_settings,
     headline_settings,
+    needs_train_queries,
     needs_validation_queries,
     official_labels_option,
 )
@@ -47,7 +48,8 @@ rule embed:
 
 rule embed_validation:
     """Embed the validation split's query images and reports, for the evaluations that select or
-    calibrate on it (requested only where `rule_args.needs_validation_queries` says so)."""
+    calibrate on it (requested only where `rule_args.needs_validation_queries` says so), or the
+    training split's images without reports, for the linear probe (`rule_args.needs_train_queries`)."""
     conda:
         "../../envs/train.yaml"
     input:
@@ -57,12 +59,15 @@ rule embed_validation:
         sections=DS / "text" / "sections.parquet",
         split=query_split_table,
     output:
-        queries=DS / "embeddings" / "{exp}" / "queries.validate.h5",
+        queries=DS / "embeddings" / "{exp}" / "queries.{split}.h5",
+    wildcard_constraints:
+        split="validate|train",
     params:
         model_dir=lambda w: model_dir(w.exp),
         dtype=lambda w: evaluation(w)["dtype"],
         batch_size=lambda w: evaluation(w)["batch_size"],
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        reports=lambda w: "--no-reports" if w.split == "train" else "",
         code=CODE["embed"],
     threads: 2
     resources:
@@ -70,13 +75,13 @@ rule embed_validation:
         mem_mb=8000,
         runtime=60,
     log:
-        log_path("embed_validation", "{exp}", results=DS),
+        log_path("embed_{split}", "{exp}", results=DS),
     benchmark:
-        bench_path("embed_validation", "{exp}", results=DS)
+        bench_path("embed_{split}", "{exp}", results=DS)
     shell:
         "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
         " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
-        " --query-split validate"
+        " --query-split {wildcards.split} {params.reports}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
         " --out-queries {output.queries} --log {log}"
 
@@ -141,6 +146,12 @@ rule evaluate_experiment:
             if needs_validation_queries(EXPERIMENTS[w.exp])
             else []
         ),
+        # the training split's images, for the linear probe (rule embed_validation, split train)
+        train_queries=lambda w: (
+            [RESULTS_ROOT / w.dataset / "embeddings" / w.exp / "queries.train.h5"]
+            if needs_train_queries(EXPERIMENTS[w.exp])
+            else []
+        ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
         predictions=DS / "eval" / "{exp}" / "predictions.parquet",
@@ -168,6 +179,10 @@ rule evaluate_experiment:
             category="Evaluation",
             subcategory="{exp}",
         ),
+        exact_pair=DS / "eval" / "{exp}" / "exact_pair.png",
+        linear_probe=DS / "eval" / "{exp}" / "linear_probe.png",
+        five_by_200_ids=DS / "eval" / "{exp}" / "five_by_200_ids.csv",
+        linear_probe_ids=DS / "eval" / "{exp}" / "linear_probe_ids.csv",
         gallery=report(
             DS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -181,6 +196,7 @@ rule evaluate_experiment:
         validation=lambda w, input: (
             f"--validation-queries {input.validation_queries}" if input.validation_queries else ""
         ),
+        train=lambda w, input: f"--train-queries {input.train_queries}" if input.train_queries else "",
         out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         code=CODE["evaluate"],
     threads: 2
@@ -196,7 +212,7 @@ rule evaluate_experiment:
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
         " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
-        " {params.official} {params.validation} --settings {params.settings:q}"
+        " {params.official} {params.validation} {params.train} --settings {params.settings:q}"
         " --out-dir {params.out_dir} --log {log}"
 
 
