@@ -16,6 +16,7 @@ if not workflow.config_settings.configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/sweep_plan.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/demographics.smk"
 include: "workflow/rules/images.smk"
@@ -23,12 +24,15 @@ include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/checks.smk"
+include: "workflow/rules/sweeps.smk"
 
 
 rule evaluate:
-    """Every experiment trained, embedded and evaluated, with the summary table across them."""
+    """Every experiment trained, embedded and evaluated, with the summary table across them, and every
+    sweep's summary (selected on validation, the chosen setting reported on test)."""
     input:
         summary_outputs(),
+        sweep_outputs(),
     default_target: True
 
 

@@ -10,9 +10,12 @@ Snakemake's SLURM executor) find the cluster through the `SLURM_CONF` variable i
 is made only where no SLURM configuration exists, and removed on stop. The daemons (`munged`, `slurmctld -D`,
 `slurmd -D`) are started in the foreground as our own children and stopped by their PIDs.
 
-The node is pinned to 127.0.0.1 and declares one fake GPU of model `GPU_MODEL` (a GRES backed by
-/dev/null), so `sbatch --gpus=1` or `--gpus=testgpu:1` is accepted and GPU rules are scheduled as
-they would be on a real cluster.
+The node is pinned to 127.0.0.1 and declares `gpus` fake GPUs of model `GPU_MODEL` (default 1): a
+GRES backed by dummy device files in the cluster folder (`dev/gpu0`, `dev/gpu1`, ...: character
+devices with /dev/null's numbers where mknod is allowed, else empty files), listed in gres.conf with
+`File=`, so `sbatch --gpus=4` is accepted, and a job granted GPUs gets them as SLURM grants real
+ones (`CUDA_VISIBLE_DEVICES`, `SLURM_JOB_GPUS`, `SLURM_GPUS_ON_NODE`). `cpus` declares more CPUs than
+the machine has (with `SlurmdParameters=config_overrides`), for jobs that ask for several CPUs per GPU.
 Job status is read with `squeue` (there is no accounting daemon, so `sacct` has nothing to
 say); `MinJobAge` keeps finished jobs visible to `squeue` for `min_job_age` seconds.
 
@@ -35,6 +38,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -139,6 +143,7 @@ class SlurmCluster:
     root: Path
     min_job_age: int = 300
     gpus: int = 1
+    cpus: int | None = None  # None: the CPUs slurmd detects
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -257,6 +262,11 @@ class SlurmCluster:
         for sub in ("etc", "munge", "state", "spool", "log"):
             (self.root / sub).mkdir(mode=0o755, exist_ok=True)
         hardware = node_hardware()
+        overrides = []
+        detected = int(re.search(r"CPUs=(\d+)", hardware).group(1))
+        if self.cpus is not None and self.cpus > detected:  # declared, not detected: slurmd must trust slurm.conf
+            hardware = " ".join([f"CPUs={self.cpus}", *(w for w in hardware.split() if w.startswith("RealMemory="))])
+            overrides = ["SlurmdParameters=config_overrides"]
         gres = f" Gres=gpu:{GPU_MODEL}:{self.gpus}" if self.gpus else ""
         self.conf.write_text(
             "\n".join(
@@ -292,6 +302,7 @@ class SlurmCluster:
                     "SlurmctldTimeout=30",
                     "SlurmdTimeout=60",
                     "GresTypes=gpu",
+                    *overrides,
                     f"NodeName={NODE} NodeAddr=127.0.0.1 {hardware}{gres} State=UNKNOWN",
                     f"PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
                     "",
@@ -300,10 +311,21 @@ class SlurmCluster:
         )
         (self.root / "etc" / "plugstack.conf").write_text("")
         (self.root / "etc" / "gres.conf").write_text(
-            f"NodeName={NODE} Name=gpu Type={GPU_MODEL} File=/dev/null Count={self.gpus}\n"
-            if self.gpus
-            else ""
+            f"NodeName={NODE} Name=gpu Type={GPU_MODEL} File={self._gpu_files()}\n" if self.gpus else ""
         )
+
+    def _gpu_files(self) -> str:
+        """Make the dummy GPU device files; their gres.conf `File=` expression (dev/gpu[0-3])."""
+        folder = self.root / "dev"
+        folder.mkdir(mode=0o755, exist_ok=True)
+        null = os.stat("/dev/null").st_rdev
+        for i in range(self.gpus):
+            path = folder / f"gpu{i}"
+            try:
+                os.mknod(path, 0o666 | stat.S_IFCHR, null)
+            except (PermissionError, OSError):  # no mknod in this container: a plain file is enough for slurmd
+                path.touch()
+        return str(folder / ("gpu0" if self.gpus == 1 else f"gpu[0-{self.gpus - 1}]"))
 
     def _link_client_config(self) -> None:
         if CLIENT_CONF_LINK.exists() or CLIENT_CONF_LINK.is_symlink():

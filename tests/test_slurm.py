@@ -11,6 +11,7 @@ a short first status check, and `squeue` instead of `sacct` for status (no accou
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -49,10 +50,11 @@ SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 
 @pytest.fixture(scope="module")
 def cluster():
+    """The one-node cluster, with four fake GPUs (dummy device files) and at least one CPU per GPU."""
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    with SlurmCluster.started() as running:
+    with SlurmCluster.started(gpus=4, cpus=4) as running:
         yield running
 
 
@@ -227,3 +229,80 @@ def test_real_workflow_runs_through_the_slurm_profile(cluster: SlurmCluster, tmp
     assert info["MinMemoryNode"] == f"{exp['mem_mb']}M"
     hours, minutes = divmod(exp["runtime"], 60)
     assert info["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00"
+
+
+FAKE_TORCHRUN = """#!{python}
+# A stand-in for torchrun: records how it was called and which GPUs SLURM granted, then writes the
+# outputs of the train rule so that Snakemake sees the job succeed.
+import json, os, sys
+from pathlib import Path
+
+granted = {{name: os.environ.get(name) for name in (
+    "CUDA_VISIBLE_DEVICES", "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_JOB_ID", "SLURM_STEP_ID",
+    "SLURM_NTASKS")}}
+with open({record!r}, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "env": granted}}) + "\\n")
+out = Path(sys.argv[sys.argv.index("--out-dir") + 1])
+out.mkdir(parents=True, exist_ok=True)
+for name in ("best.pt", "history.csv", "curves.png"):
+    (out / name).write_text("stub")
+"""
+
+
+def python_with_fake_torchrun(folder: Path, record: Path) -> Path:
+    """A Python (a venv view of ours) whose bin/ holds a fake `torchrun`: the workflow puts the bin/ of
+    the Python running Snakemake first on every job's PATH, so jobs find this torchrun, not torch's."""
+    folder.mkdir()
+    (folder / "bin").mkdir()
+    (folder / "pyvenv.cfg").write_text(Path(sys.prefix, "pyvenv.cfg").read_text())
+    (folder / "lib").symlink_to(Path(sys.prefix, "lib"), target_is_directory=True)
+    python = folder / "bin" / "python"
+    python.symlink_to(sys.executable)
+    torchrun = folder / "bin" / "torchrun"
+    torchrun.write_text(FAKE_TORCHRUN.format(python=python, record=str(record)))
+    torchrun.chmod(0o755)
+    return python
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(MISSING), reason=f"the workflow cannot run yet: missing {', '.join(MISSING)}")
+def test_four_gpu_experiment_runs_torchrun_once_with_four_gpus(cluster: SlurmCluster, tmp_path: Path) -> None:
+    """A `gpus: 4` experiment is one SLURM job granted 4 GPUs that starts torchrun once, 4 processes
+    (plugin releases that add --ntasks-per-gpu ran the rule's command once per GPU)."""
+    from workflow_helpers import tiny_config, write_config
+
+    if not Path(sys.prefix, "pyvenv.cfg").is_file():
+        pytest.skip("needs the tests to run in a virtual environment (the fake torchrun goes beside its python)")
+    cfg = tiny_config(experiments=0, studies=40)
+    cfg["experiments"] = {"four-gpus": {"gpus": 4, "cpus_per_gpu": 1, "mem_mb": 200, "runtime": 5}}
+    config = write_config(cfg, tmp_path)
+    model = Path(cfg["results"]) / cfg["dataset"]["name"] / "models" / "four-gpus" / "best.pt"
+    common = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config)]
+    # Preprocessing runs here, not on the cluster: only the training job goes through sbatch.
+    local = subprocess.run([*SNAKEMAKE, *common, "--cores", "2", "--omit-from", "train", str(model)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stdout[-4000:] + local.stderr[-4000:]
+
+    record = tmp_path / "torchrun-calls.jsonl"
+    python = python_with_fake_torchrun(tmp_path / "venv", record)
+    proc = subprocess.run(
+        [str(python), "-m", "snakemake", *common, "--profile", str(PROFILE), *TEST_CLUSTER_ARGS, str(model)],
+        cwd=tmp_path, env=cluster.env, capture_output=True, text=True, timeout=300,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{log[-8000:]}\n{cluster.logs()}"
+
+    (slurm_id,) = submitted_jobs(log)  # one job: the training
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(calls) == 1, calls  # torchrun started once, not once per GPU
+    argv, granted = calls[0]["argv"], calls[0]["env"]
+    assert argv[argv.index("--nproc_per_node") + 1] == "4", argv
+    assert argv[argv.index("-m") + 1 : argv.index("-m") + 3] == ["txtrayalign", "train"], argv
+    assert granted["SLURM_JOB_ID"] == slurm_id
+    assert granted["SLURM_GPUS_ON_NODE"] == "4", granted
+    assert len(granted["CUDA_VISIBLE_DEVICES"].split(",")) == 4, granted
+    # the GPUs of the job step the command runs in (the jobstep plugin's srun keeps the job's GPUs)
+    assert sorted((granted["SLURM_STEP_GPUS"] or granted["SLURM_JOB_GPUS"]).split(",")) == ["0", "1", "2", "3"], granted
+    info = scontrol_job(cluster, slurm_id)
+    assert info["JobState"] == "COMPLETED" and info["NumNodes"] == "1", info
+    assert "gpu:4" in info.get("TresPerJob", ""), info

@@ -88,6 +88,14 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "txtrayalign.evaluate.cli", "configure_summary", "run_summary",
         "gather every experiment's metrics into summary.csv and summary.md",
     ),
+    "sweep-select": (
+        "txtrayalign.evaluate.sweep_cli", "configure_select", "run_select",
+        "choose a sweep's setting by its mean validation metric over seeds (selection.json)",
+    ),
+    "sweep-report": (
+        "txtrayalign.evaluate.sweep_cli", "configure_report", "run_report",
+        "a sweep's summary: validation for every setting, test for the chosen one, seed spread, sensitivity",
+    ),
 }
 
 

@@ -137,7 +137,7 @@ def resolve_experiments(config: dict) -> dict[str, dict]:
     base = config.get("defaults") or {}
     _raise(problems(base, experiment_schema(), "defaults"), "config")
     out = {}
-    for name, overrides in config["experiments"].items():
+    for name, overrides in (config.get("experiments") or {}).items():
         exp = resolve_experiment(overrides or {}, f"experiments.{name}", base)
         subsets = config["splits"]["subsets"]
         if exp["subset"] not in subsets:

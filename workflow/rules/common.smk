@@ -197,6 +197,8 @@ def eval_metrics():
 
 
 def summary_outputs():
+    if not EVAL_PAIRS:  # a config of sweeps only: each sweep has its own summary (sweeps.smk)
+        return []
     return [RESULTS / "eval" / "summary.csv", RESULTS / "eval" / "summary.md"]
 
 
