@@ -3,14 +3,26 @@
 #   snakemake --cores 8 index|images_all|labels|train_all   stop after a stage
 #   snakemake --profile profiles/slurm evaluate          on a SLURM cluster
 # Settings: txtrayalign/config.schema.yaml (every key, its type and default), checked in common.smk.
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
+
+from txtrayalign import settings
 
 min_version("8.10")
 
 
 # The demo's defaults, unless the user names config files of their own (`--configfile`), which then
 # replace them whole (experiments included) rather than merge into them.
+# (Checked first: a YAML mistake names the file and line in one line. A file given with --configfile
+# Snakemake reads before this file; `txtrayalign check-config FILE` names the line of a mistake there.)
 if not workflow.config_settings.configfiles:
+    if Path("config/config.yaml").is_file():
+        try:
+            settings.load_config_file("config/config.yaml")
+        except settings.ConfigError as e:
+            sys.exit(f"config: {e}")
 
     configfile: "config/config.yaml"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_TESTDATA = ROOT.parent / "shared" / "testdata"
+# ../shared/testdata beside the checkout; TXTRAYALIGN_TESTDATA names it from a checkout elsewhere (a worktree)
+SHARED_TESTDATA = Path(os.environ.get("TXTRAYALIGN_TESTDATA", ROOT.parent / "shared" / "testdata"))
 
 os.environ.setdefault("TXTRAYALIGN_NO_PROGRESS", "1")
 

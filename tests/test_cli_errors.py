@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import txtrayalign.cli as cli
 from txtrayalign.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_SPACE_ADVICE = ("free some space, or set `results:` to a disk with room, and run the same command again "
+                   "(files are written whole or not at all)")
 
 
 def _fake_command(monkeypatch, exc: BaseException) -> None:
@@ -32,6 +35,14 @@ def _fake_command(monkeypatch, exc: BaseException) -> None:
         (UnicodeDecodeError("utf-8", b"\xff\xfe", 0, 1, "invalid start byte"),
          "cannot decode as utf-8 (invalid start byte at byte 0)"),
         (InputError("first line\n  second line"), "first line second line"),
+        # a full disk, whichever library meets it (torch.save raises a RuntimeError)
+        (OSError(errno.ENOSPC, "No space left on device", "results/x.h5"),
+         f"no space left on device writing results/x.h5: {NO_SPACE_ADVICE}"),
+        (RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing file "
+                      "data/0: file write failed: No space left on device"), f"no space left on device: {NO_SPACE_ADVICE}"),
+        # an OSError is the files or the machine (h5py on a truncated file), not a bug
+        (OSError("Unable to synchronously open file (truncated file: eof = 96)"),
+         "Unable to synchronously open file (truncated file: eof = 96)"),
     ],
 )
 def test_user_errors_are_one_line(monkeypatch, capsys, exc, line):

@@ -193,7 +193,13 @@ def test_sections_and_labels_on_the_synthetic_dataset(synth_root, tmp_path):
     with (synth_root / "faults.csv").open() as f:
         injected = {int(r["study_id"]): r["kind"] for r in csv.DictReader(f) if r["kind"].endswith("_report")}
     kinds = {"empty_report": "empty", "non_utf8_report": "not_utf8", "missing_report": "missing"}
-    assert dict(zip(problems.study_id, problems.kind, strict=True)) == {s: kinds[k] for s, k in injected.items()}
+    found = dict(zip(problems.study_id, problems.kind, strict=True))
+    assert {s: k for s, k in found.items() if k != "no_train_text"} == {s: kinds[k] for s, k in injected.items()}
+    # a readable report without findings or impression (the synthetic layout "neither") has no training text
+    sections_table = pd.read_parquet(text / "sections.parquet")
+    without_text = set(sections_table.study_id[sections_table.train_text == ""]) - set(injected)
+    assert {s for s, k in found.items() if k == "no_train_text"} == without_text and without_text
+    assert set(problems.message[problems.kind == "no_train_text"]) == {"no findings or impression section"}
 
     reports = pd.read_parquet(labels / "reports.parquet").set_index("study_id")
     assert len(reports) == len(studies)
@@ -316,3 +322,121 @@ def test_a_five_megabyte_report_through_the_stage(shared_testdata, tmp_path, cap
     assert first["sentence"].tolist() == [sentence] * SENTENCE_ID_BASE
     assert f"more than {SENTENCE_ID_BASE} sentences; the rest are dropped" in caplog.text
     assert sentences[sentences.study_id == 50000002]["sentence"].tolist() == split_sentences(impression)
+
+
+# --------------------------------------------------------------------------- any report text trains
+
+
+def test_auto_and_report_on_the_mimic_example(shared_testdata):
+    """The MIMIC example has an impression: `auto` picks it, as a reader would; `report` is the whole
+    text without the header labels (and without the FINAL REPORT title)."""
+    r = extract_sections((shared_testdata / "reports" / "mimic_example_report.txt").read_text())
+    assert r.train_text("auto") == r.train_text("impression") == "Large left pleural effusion"
+    whole = r.train_text("report")
+    assert whole.splitlines()[0] == "CHEST (PA AND LAT)" and whole.endswith("Large left pleural effusion")
+    assert "FINAL REPORT" not in whole and "IMPRESSION" not in whole and "FINDINGS" not in whole
+    assert "Cardiac size cannot be evaluated." in whole and "___ year old woman" in whole
+
+
+def test_headerless_reports_train_on_their_whole_text(shared_testdata):
+    """CheXpert's own sample reports have no headers: each is one section, so `auto` trains on all of
+    it, the two numbered paragraphs of the second included; `impression` has nothing."""
+    reports = pd.read_csv(shared_testdata / "reports" / "chexpert_sample_reports.csv", header=None)[0].tolist()
+    assert len(reports) == 4
+    for text in reports:
+        r = extract_sections(text)
+        assert not r.sectioned and r.sections == {} and r.train_text("impression") == ""
+        assert r.train_text("auto") == r.train_text("report") == "\n".join(split_paragraphs(text))
+    second = extract_sections(reports[1]).train_text("auto")
+    assert second.startswith("1. Left pleural effusion") and second.endswith("2. Cardiomegaly without overt edema.")
+    assert split_sentences(second) == ["Left pleural effusion with adjacent atelectasis.",
+                                       "Right effusion is also present.", "Cardiomegaly without overt edema."]
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Hand rule for the test: blank-line separated blocks, whitespace collapsed."""
+    blocks = [" ".join(b.split()) for b in text.replace("\r\n", "\n").split("\n\n")]
+    return [b for b in blocks if b]
+
+
+def test_auto_on_real_iu_reports_is_impression_else_findings(shared_testdata):
+    """2,069 real IU X-ray reports as the Open-i index writes them: `auto` is the impression, else the
+    findings (every one has findings); `impression` leaves exactly those without one empty."""
+    from txtrayalign.datasets.iu import report_text
+    from txtrayalign.openi import read_openi_report
+
+    files = sorted((shared_testdata / "reports" / "iu_dev" / "xml").glob("*.xml"))
+    assert len(files) == 2069
+    without_impression = 0
+    for path in files:
+        sections = read_openi_report(path).sections
+        r = extract_sections(report_text(sections))
+        expected = sections.get("impression") or sections["findings"]
+        assert r.train_text("auto") == expected, path.name
+        without_impression += not sections.get("impression")
+        assert (r.train_text("impression") == "") == (not sections.get("impression")), path.name
+    assert 0 < without_impression < len(files)
+
+
+@pytest.mark.parametrize("text, impression, findings", [
+    ("FINDINGS AND IMPRESSION:\n1. No acute process.\n2. Stable cardiomegaly.",
+     "1. No acute process.\n2. Stable cardiomegaly.", "1. No acute process.\n2. Stable cardiomegaly."),
+    ("Findings: Lungs clear.\n\nConclusion: No pneumothorax.", "No pneumothorax.", "Lungs clear."),
+    ("Clinical history: cough.\nOpinion: Normal chest radiograph.", "Normal chest radiograph.", ""),
+    ("Impressions: 1. Right lower lobe pneumonia. 2. Small effusion.",
+     "1. Right lower lobe pneumonia. 2. Small effusion.", ""),
+    ("CHEST PA AND LATERAL\n\nFINDINGS\nHeart normal.\n\nIMPRESSION\nNo acute disease.", "No acute disease.",
+     "Heart normal."),
+    # a sentence that merely starts with a section word is not a header
+    ("Impression is limited by rotation. Lungs clear.", "", ""),
+    ("Findings suggest pneumonia.\n\nFollow up advised.", "", ""),
+])
+def test_other_headers_where_unambiguous(text, impression, findings):
+    r = extract_sections(text)
+    assert (r.get("impression"), r.get("findings")) == (impression, findings)
+    if not impression and not findings and not r.sectioned:
+        assert r.train_text("auto") == "\n".join(split_paragraphs(text))
+
+
+def test_unsectioned_multi_paragraph_note_is_one_section_but_labels_keep_the_last_paragraph():
+    note = "Patient with cough for two weeks.\n\nHeart size normal. Lungs clear."
+    r = extract_sections(note)
+    assert r.train_text("auto") == "Patient with cough for two weeks.\nHeart size normal. Lungs clear."
+    assert r.label_text == "Heart size normal. Lungs clear."  # MIMIC's official rule, unchanged
+    sectioned = extract_sections("INDICATION: cough.\n\nHeart size normal.\n\nLungs clear.")
+    assert sectioned.train_text("auto") == "Lungs clear."  # the last paragraph of a report with headers
+
+
+def test_no_train_text_rows_and_the_empty_share_check(tmp_path, capsys):
+    """Plain notes under `impression`: every study is a no_train_text row, and the stage stops with one
+    line naming the setting, the counts and `auto`; under `auto` they all train."""
+    from txtrayalign.cli import main
+
+    notes = {50000000 + i: f"Note {i}: lungs clear, no effusion.".encode() for i in range(20)}
+    notes[50000020] = b"IMPRESSION: No acute disease."
+    studies = _write_studies(tmp_path, notes)
+    _, _, problems = build_tables(studies, tmp_path, "impression")
+    assert problems.kind.tolist() == ["no_train_text"] * 20
+    assert set(problems.message) == {"no impression section"}
+    studies.to_parquet(tmp_path / "studies.parquet")
+    out = tmp_path / "out"
+    common = ["--studies", str(tmp_path / "studies.parquet"), "--root", str(tmp_path),
+              "--out-sections", str(out / "s.parquet"), "--out-sentences", str(out / "t.parquet"),
+              "--out-problems", str(out / "p.parquet")]
+    assert main(["sections", *common, "--train-section", "impression"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["txtrayalign sections: error: text.train_section = impression (--train-section) leaves 20 of "
+                   "21 studies (95.2%, e.g. files/p10/p10000000/s50000000.txt) without training text (no impression section), more "
+                   "than text.max_empty_share = 0.05; text.train_section: auto gives 21 of 21 studies a "
+                   "training text"]
+    assert not out.exists()
+    assert main(["sections", *common, "--train-section", "auto"]) == 0
+    sections = pd.read_parquet(out / "s.parquet")
+    assert (sections.train_text != "").all() and pd.read_parquet(out / "p.parquet").empty
+    assert sections.set_index("study_id").train_text[50000020] == "No acute disease."
+    # one study in 21 without an impression is below a share of 0.05 ... and 0.04 is not
+    few = {**{k: b"IMPRESSION: clear." for k in notes}, 50000000: b"Lungs clear."}
+    _write_studies(tmp_path, few).to_parquet(tmp_path / "studies.parquet")
+    assert main(["sections", *common, "--train-section", "impression"]) == 0
+    assert pd.read_parquet(out / "p.parquet").kind.tolist() == ["no_train_text"]
+    assert main(["sections", *common, "--train-section", "impression", "--max-empty-share", "0.04"]) == 2

@@ -16,13 +16,16 @@ import sys
 from txtrayalign.errors import InputError
 
 # Bad input, reported as `txtrayalign <cmd>: error: <message>` with exit status 2 (no traceback,
-# unless --debug). Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    InputError, FileNotFoundError, IsADirectoryError, PermissionError, UnicodeError,
-)
+# unless --debug). Anything else is a bug and keeps its traceback. An OSError is the machine or the
+# files (missing, unreadable, a truncated HDF5 file, a full disk, a model not downloaded), never a bug.
+USER_ERRORS: tuple[type[BaseException], ...] = (InputError, OSError, UnicodeError)
 
 # name -> (module, configure function, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "check-config": (
+        "txtrayalign.check_config", "configure", "run",
+        "check settings files (YAML syntax, keys, values) as the workflow does, without Snakemake",
+    ),
     "synth": (
         "txtrayalign.synth.cli", "configure", "run",
         "write the built-in synthetic dataset in the exact MIMIC-CXR(-JPG) layout",
@@ -132,11 +135,28 @@ def main(argv: list[str] | None = None) -> int:
     _, run = _load(args.command)
     try:
         return int(run(args) or 0)
-    except USER_ERRORS as exc:
-        if args.debug:
+    except Exception as exc:
+        if args.debug or not (isinstance(exc, USER_ERRORS) or out_of_space(exc)):
             raise
         print(f"txtrayalign {args.command}: error: {error_message(exc)}", file=sys.stderr)
         return 2
+
+
+# A full disk (or quota) is the machine's state, not a bug: one line, whichever library hit it.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a full disk or quota."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 _OS_PROBLEM = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR, PermissionError: errno.EACCES}
@@ -144,6 +164,10 @@ _OS_PROBLEM = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR,
 
 def error_message(exc: BaseException) -> str:
     """One line for a user error: the message, with the file name an OSError carries."""
+    if out_of_space(exc):
+        where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        return (f"no space left on device{where}: free some space, or set `results:` to a disk with room, and "
+                "run the same command again (files are written whole or not at all)")
     if isinstance(exc, OSError):
         if exc.strerror:
             where = f"{exc.filename}: " if exc.filename is not None else ""

@@ -87,8 +87,9 @@ def problems(instance: Any, node: dict, prefix: str = "") -> list[str]:
             known = sorted(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(known)):
                 out.append(f"unknown key '{_dotted(where, [key])}'; known keys here: {', '.join(known)}")
-        elif error.validator == "required":
-            out.append(f"'{where or 'the settings'}': {error.message}")
+        elif error.validator == "required" and isinstance(error.instance, dict):
+            for key in [k for k in error.validator_value if k not in error.instance]:
+                out.append(f"'{_dotted(where, [key])}' is missing; it has no default and must be given")
         else:
             out.append(f"'{where}' = {error.instance!r}: {error.message}")
     return out
@@ -121,15 +122,97 @@ def resolve_experiment(user: dict | None, prefix: str = "", base: dict | None = 
     return exp
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line: where (line and column, counted from 1) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context = getattr(exc, "context", None)
+    return f"{where}{what}" + (f" ({' '.join(context.split())})" if context else "")
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A settings file read as YAML; a syntax error names the file and its line, in one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: must hold sections (`dataset:`, `experiments:` ...), not a {type(loaded).__name__}")
+    return loaded
+
+
+def without_empty_sections(config: dict | None) -> dict:
+    """The configuration without top-level sections left empty (`images:` with every key commented
+    out reads as null): an empty section means its defaults, as an absent one does."""
+    return {k: v for k, v in (config or {}).items() if v is not None or k == "experiments"}
+
+
 def check_config(config: dict) -> None:
     """The whole workflow configuration against the schema (before defaults), naming every bad key."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"config: the settings must be a mapping of sections, not {type(config).__name__}")
     _raise(problems(config, schema()), "config")
 
 
+def filled(node: dict, given: Any) -> Any:
+    """`given` with the defaults of schema `node` filled in, key by key: a mapping the schema declares
+    key by key (`properties`) is filled recursively; any other value given replaces the default whole
+    (`splits.subsets: {half: 0.5}` does not keep the default's `full`)."""
+    node = _resolve_ref(node)
+    if "properties" not in node or not isinstance(given, dict):
+        return copy.deepcopy(given)
+    out = copy.deepcopy(given)
+    for key, sub in node["properties"].items():
+        sub = _resolve_ref(sub)
+        if key in given:
+            out[key] = filled(sub, given[key])
+        elif "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        elif "properties" in sub:
+            out[key] = filled(sub, {})
+    return out
+
+
 def with_defaults(config: dict) -> dict:
-    """The configuration with every default the schema declares filled in (experiments aside)."""
-    filled = merge({k: v for k, v in defaults_of(schema()).items() if k not in ("defaults", "experiments")}, config)
-    return filled
+    """The configuration with every default the schema declares filled in (experiments aside: see
+    `resolve_experiments`)."""
+    top = schema()
+    return filled({**top, "properties": {k: v for k, v in top["properties"].items()
+                                         if k not in ("defaults", "experiments")}}, config)
+
+
+# `text.train_section: default` by dataset format: MIMIC's layouts keep the impression (the earlier
+# study's text); a table or Open-i dataset, whose reports often have no impression, takes `auto`.
+TRAIN_SECTION_BY_FORMAT = {"table": "auto", "openi": "auto"}
+
+
+def train_section(text: dict, dataset: dict) -> str:
+    """The training text of a dataset: `text.train_section`, with `default` resolved by its format."""
+    chosen = text["train_section"]
+    if chosen != "default":
+        return chosen
+    return TRAIN_SECTION_BY_FORMAT.get(dataset.get("format", "auto"), "impression")
+
+
+# `text.max_empty_share: null`: a share of studies without training text that stops the text stage.
+# MIMIC-CXR trained on the impression loses ~17% of its studies (no impression section; the synthetic
+# demo copies that share), which the earlier study accepted; anything else should lose almost none.
+MAX_EMPTY_SHARE = 0.05
+MAX_EMPTY_SHARE_MIMIC_IMPRESSION = 0.25
+
+
+def max_empty_share(text: dict, dataset: dict) -> float:
+    """`text.max_empty_share`, with `null` resolved by the dataset's format and training text."""
+    if text["max_empty_share"] is not None:
+        return float(text["max_empty_share"])
+    mimic = dataset.get("format", "auto") not in TRAIN_SECTION_BY_FORMAT
+    return MAX_EMPTY_SHARE_MIMIC_IMPRESSION if mimic and train_section(text, dataset) == "impression" else MAX_EMPTY_SHARE
 
 
 def resolve_experiments(config: dict) -> dict[str, dict]:

@@ -1,6 +1,11 @@
 """The text stage as plain functions: read and decode reports, build the sections, sentences and
 problems tables (see docs/design.md). `txtrayalign/text/cli.py` is the command line around them.
 
+A study whose report was read but holds no training text (`text.train_section` impression and no
+impression section) is a `no_train_text` problem row; when more than `max_empty_share` of the
+studies are, `check_train_text` stops the stage naming the setting, the counts and a value that
+gives them text.
+
 A report the decoding policy refuses (`txtrayalign.text.encoding`), an empty one and a missing one
 are problem rows; their sections, `label_text` and `train_text` are empty and they have no
 sentences, so nothing downstream labels them: the label stage gives an empty text no labels at
@@ -61,6 +66,35 @@ def load_studies(path: str | Path) -> pd.DataFrame:
     return studies
 
 
+NO_TRAIN_TEXT = {"impression": "no impression section", "findings": "no findings section",
+                 "both": "no findings or impression section", "auto": "no text after the headers",
+                 "report": "no text after the headers"}
+
+
+def check_train_text(sections: pd.DataFrame, problems: pd.DataFrame, train_section: str,
+                     max_empty_share: float) -> None:
+    """Stop when more than `max_empty_share` of the studies have no training text, naming
+    `text.train_section`, the counts and the value that gives them text (`auto`: the `label_text`
+    rule, which falls back to the last paragraph and the whole unsectioned text: every study whose
+    report was read has one)."""
+    studies = len(sections)
+    empty = int((problems["kind"] == "no_train_text").sum()) if len(problems) else 0
+    if not studies or empty / studies <= max_empty_share:
+        return
+    example = problems.loc[problems["kind"] == "no_train_text", "path"].iloc[0]
+    share = f"{empty} of {studies} studies ({100 * empty / studies:.1f}%, e.g. {example})"
+    # `auto` falls back to the last paragraph or the whole text: every report with text has some
+    with_text = studies - int(problems.loc[problems["kind"] != "no_train_text", "study_id"].nunique())
+    if train_section in ("auto", "report") or with_text == 0:
+        advice = "no text.train_section gives them text: look at their reports"
+    else:
+        advice = f"text.train_section: auto gives {with_text} of {studies} studies a training text"
+    raise InputError(
+        f"text.train_section = {train_section} (--train-section) leaves {share} without training text "
+        f"({NO_TRAIN_TEXT[train_section]}), more than text.max_empty_share = {max_empty_share:g}; {advice}"
+    )
+
+
 def build_tables(studies: pd.DataFrame, root: Path, train_section: str
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """sections, sentences and problems tables for the given studies (see docs/design.md)."""
@@ -83,6 +117,9 @@ def build_tables(studies: pd.DataFrame, root: Path, train_section: str
         row["label_text"] = parsed.label_text
         row["train_text"] = parsed.train_text(train_section)
         section_rows.append(row)
+        if problem is None and not row["train_text"].strip():
+            problems.append({"study_id": int(study_id), "path": str(report_path), "kind": "no_train_text",
+                             "message": NO_TRAIN_TEXT[train_section]})
         index = 0
         for section, section_text in parsed.train_parts(train_section):
             for position, sentence in enumerate(split_sentences(section_text)):

@@ -6,8 +6,17 @@ normalised name (CONCLUSION -> impression, REASON FOR EXAM -> indication, ...); 
 headers that open a paragraph are kept under their own normalised name. An addendum placed before
 the report and closed by a line of underscores becomes the `addendum` section.
 
+Known impression and findings headers are also recognised alone on an upper-case line without a
+colon ("IMPRESSION"), where nothing else could be meant.
+
 `label_text` is what the official MIMIC-CXR CheXpert labels were computed on: the impression, else
 the findings, else the report's last paragraph.
+
+The training text (`text.train_section`): `impression`, `findings`, `both` (findings then
+impression), `report` (the whole text, header labels removed) or `auto`, CheXpert's rule for the
+text it labels with unsectioned text as one section: the impression, else the findings, else the
+last paragraph of a report with headers, else (a caption, a clinical note: no header at all) the
+whole text.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ SECTION_COLUMNS: list[str] = [
     "addendum",
     "last_paragraph",
 ]
-TRAIN_SECTIONS: tuple[str, ...] = ("impression", "findings", "both")
+TRAIN_SECTIONS: tuple[str, ...] = ("impression", "findings", "both", "auto", "report")
 
 # Header text (upper case, single spaces) -> normalised section name(s).
 _KNOWN_HEADERS: dict[str, tuple[str, ...]] = {}
@@ -64,6 +73,12 @@ _add(
 )
 _add("ADDENDUM|ADDENDA|ADDENDUM #1|ADDENDUM 1", "addendum")
 
+# Headers recognised without a colon when they are a whole upper-case line: only the sections whose
+# name a sentence of a report never is ("IMPRESSION", "FINDINGS AND IMPRESSION").
+_BARE_HEADERS = frozenset(name for name, targets in _KNOWN_HEADERS.items()
+                          if set(targets) <= {"findings", "impression"} and name not in ("REPORT", "DESCRIPTION",
+                                                                                         "SUMMARY", "DIAGNOSIS"))
+
 # "HEADER: text" at the start of a line. Letters, spaces, '/', '&', '#', digits after the first word.
 _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9/&#()' -]{0,48}?)\s*:(?!\d)\s*(.*)$")
 # Title and bar lines are matched on the stripped line: two `\s*` around an optional word would
@@ -86,21 +101,35 @@ class ReportSections:
 
     sections: dict[str, str] = field(default_factory=dict)
     last_paragraph: str = ""
+    report: str = ""  # the whole text, paragraph by paragraph, header labels removed
+    sectioned: bool = False  # whether any header was found
 
     def get(self, name: str) -> str:
         if name == "last_paragraph":
             return self.last_paragraph
+        if name == "report":
+            return self.report
         return self.sections.get(name, "")
 
     @property
     def label_text(self) -> str:
         return self.get("impression") or self.get("findings") or self.last_paragraph
 
+    @property
+    def auto_section(self) -> str:
+        """The section `auto` trains on: impression, else findings, else the last paragraph of a report
+        with headers, else (a report without any: one section) the whole text."""
+        for name in ("impression", "findings"):
+            if self.get(name):
+                return name
+        return "last_paragraph" if self.sectioned else "report"
+
     def train_parts(self, train_section: str) -> list[tuple[str, str]]:
         """(section, text) pairs that make up the training text, in order, empty ones left out."""
         if train_section not in TRAIN_SECTIONS:
             raise ValueError(f"train section must be one of {TRAIN_SECTIONS}, got {train_section!r}")
-        names = ("findings", "impression") if train_section == "both" else (train_section,)
+        names = {"both": ("findings", "impression"), "auto": (self.auto_section,)}.get(train_section,
+                                                                                         (train_section,))
         parts: list[tuple[str, str]] = []
         for name in names:
             text = self.get(name)
@@ -120,6 +149,9 @@ def normalise_header(header: str) -> str:
 
 def _header_targets(line: str, opens_paragraph: bool) -> tuple[tuple[str, ...], str] | None:
     """The section names a header line opens and the text after the colon, or None."""
+    bare = " ".join(line.split())
+    if bare.isupper() and bare.rstrip(":").strip() in _BARE_HEADERS:
+        return _KNOWN_HEADERS[bare.rstrip(":").strip()], ""
     m = _HEADER.match(line)
     if not m:
         return None
@@ -138,7 +170,8 @@ def _join(lines: list[str]) -> str:
 
 
 def _parse_body(lines: list[str]) -> tuple[dict[str, str], list[list[str]]]:
-    """Sections of a block of lines, and its paragraphs (header labels removed) in order."""
+    """Sections of a block of lines, and its paragraphs (header labels removed) in order; a header
+    without a body still names its section (with no text)."""
     collected: dict[str, list[str]] = {}
     order: list[tuple[tuple[str, ...], list[str]]] = []
     current: list[str] | None = None
@@ -178,6 +211,10 @@ def _parse_body(lines: list[str]) -> tuple[dict[str, str], list[list[str]]]:
     return {name: _join(body) for name, body in collected.items()}, paragraphs
 
 
+def _join_paragraphs(paragraphs: list[list[str]]) -> str:
+    return "\n".join(text for text in (_join(p) for p in paragraphs) if text)
+
+
 def extract_sections(text: str) -> ReportSections:
     """Split one report's text into its sections (see the module docstring)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -200,6 +237,8 @@ def extract_sections(text: str) -> ReportSections:
         for name, body in head_sections.items():
             if body:
                 sections[name] = f"{body}\n{sections[name]}" if sections.get(name) else body
+    sectioned = bool(sections) or bool(addendum_lines)
     sections = {name: body for name, body in sections.items() if body}
     last = _join(paragraphs[-1]) if paragraphs else ""
-    return ReportSections(sections=sections, last_paragraph=last)
+    whole = _join_paragraphs((_parse_body(addendum_lines)[1] if addendum_lines else []) + paragraphs)
+    return ReportSections(sections=sections, last_paragraph=last, report=whole, sectioned=sectioned)

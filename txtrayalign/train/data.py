@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from txtrayalign.errors import InputError
 from txtrayalign.images.shards import ShardReader
 from txtrayalign.tables import read_table
 from txtrayalign.utils import file_digest
@@ -50,13 +51,13 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
     reader = ShardReader(images_index)
     if text_mode == "sentences":
         if sentences_path is None:
-            raise ValueError("text_mode 'sentences' needs --sentences")
+            raise InputError("text_mode 'sentences' needs --sentences")
         sent = read_table(sentences_path, "sentences", ["study_id", "sentence"])
         sent = sent[sent["sentence"].astype(str).str.strip() != ""]
         grouped = sent.groupby("study_id", sort=False)["sentence"].agg(list)
     else:
         if sections_path is None:
-            raise ValueError("text_mode 'section' needs --sections")
+            raise InputError("text_mode 'section' needs --sections")
         sec = read_table(sections_path, "sections", ["study_id", "train_text"])
         sec = sec[sec["train_text"].fillna("").astype(str).str.strip() != ""]
         grouped = sec.drop_duplicates("study_id").set_index("study_id")["train_text"].map(lambda t: [str(t)])
@@ -80,7 +81,24 @@ def load_pairs(split_path: Path, images_index: Path, sentences_path: Path | None
             text_idx=part["text_idx"].to_numpy(np.int64),
         )
     log.info("pairs per split: %s", {k: len(v) for k, v in tables.items()})
+    if "train" not in tables:
+        text_path = sentences_path if text_mode == "sentences" else sections_path
+        raise InputError(no_training_pairs(split, in_shards, split_path, images_index, text_path))
     return PairData(tables, texts, reader)
+
+
+def no_training_pairs(split, in_shards, split_path: Path, images_index: Path, text_path: Path | None) -> str:
+    """Why no training pair is left, naming the input that is empty: the split, the images or the text."""
+    is_train = split["split"].astype(str) == "train"
+    if not is_train.any():
+        counts = split["split"].astype(str).value_counts().to_dict()
+        return f"no training pairs: {split_path} has no image in the train split (it holds {counts or 'none'})"
+    with_image = int((is_train & in_shards).sum())
+    if not with_image:
+        return (f"no training pairs: none of the {int(is_train.sum())} training images of {split_path} is in "
+                f"{images_index} (the images stage skipped them: see its skipped.parquet)")
+    return (f"no training pairs: none of the {with_image} training images' studies has a text in {text_path} "
+            "(its train_text is empty: see text/problems.parquet and the setting text.train_section)")
 
 
 def text_input(text_mode: str, sentences_path: Path | None, sections_path: Path | None) -> tuple[str, Path | None]:
@@ -222,9 +240,9 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, global_batch: int, seed: int, epochs: int, start_epoch: int = 0, start_step: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
         if global_batch % world_size:
-            raise ValueError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
+            raise InputError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
         if n < global_batch:
-            raise ValueError(f"only {n} training pairs, fewer than one batch of {global_batch}; lower train.batch_size")
+            raise InputError(f"only {n} training pairs, fewer than one batch of {global_batch}; lower train.batch_size")
         self.n, self.b, self.seed, self.epochs = n, global_batch, seed, epochs
         self.start_epoch, self.start_step, self.rank, self.world = start_epoch, start_step, rank, world_size
         self.steps_per_epoch = n // global_batch
@@ -267,5 +285,5 @@ def training_corpus(data: PairData) -> list[str]:
     """The texts of the training studies (for a from-scratch vocabulary)."""
     table = data.splits.get("train")
     if table is None or not len(table):
-        raise ValueError("the split file has no training pairs")
+        raise InputError("no training pairs")
     return [s for t in np.unique(table.text_idx) for s in data.texts[t]]

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from txtrayalign.errors import InputError
 from txtrayalign.train.names import (
     IMAGE_ENCODER_NAMES,
     IMAGENET_URLS,
@@ -50,7 +51,7 @@ def build_image_encoder(name: str, weights: str = "none") -> nn.Module:
     if name.startswith(TIMM_PREFIX):
         return timm_encoder(name[len(TIMM_PREFIX):], weights)
     if name not in IMAGE_ENCODERS:
-        raise ValueError(f"unknown image encoder '{name}'; available: {list_image_encoders()}")
+        raise InputError(f"unknown image encoder '{name}'; available: {list_image_encoders()}")
     return IMAGE_ENCODERS[name](weights=weights)
 
 
@@ -92,7 +93,7 @@ def _compact(weights: str, norm: str, name: str) -> nn.Module:
     model = CompactCNN(norm=norm)
     if weights not in ("none", None):
         if weights == "imagenet":
-            raise ValueError(f"{name} has no ImageNet weights; use weights: none or a local state dict path")
+            raise InputError(f"{name} has no ImageNet weights; use weights: none or a local state dict path")
         load_state_dict_file(model, weights, name)
     return model
 
@@ -147,7 +148,7 @@ def _load_backbone_state(model: nn.Module, state: dict, source: str) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{source} does not fit the encoder: {len(missing)} missing key(s) (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
@@ -163,7 +164,7 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike, name: str) -
         )
     state = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"{p} does not hold a state dict (a mapping of parameter names to tensors)")
+        raise InputError(f"{p} does not hold a state dict (a mapping of parameter names to tensors)")
     _load_backbone_state(model, state, str(p))
 
 

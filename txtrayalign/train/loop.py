@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from txtrayalign.errors import InputError
 from txtrayalign.train import checkpoint as ckpt
 from txtrayalign.train import distributed as ddp
 from txtrayalign.train.data import (
@@ -61,7 +62,7 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("train.precision fp16 needs CUDA; use fp32 or bf16 on the CPU")
+        raise InputError("train.precision fp16 needs CUDA; use fp32 or bf16 on the CPU")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -80,7 +81,7 @@ def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
 def build_optimizer(model: ClipModel, cfg: dict) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg)
     if not groups:
-        raise ValueError("every parameter is frozen: nothing to train")
+        raise InputError("every parameter is frozen: nothing to train")
     if cfg["train"]["optimizer"] == "sgd":
         return torch.optim.SGD(groups, momentum=0.9)
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from txtrayalign.errors import InputError
 from txtrayalign.train.encoders import build_image_encoder, build_text_encoder
 from txtrayalign.train.pretrained import build_pair, is_pair
 from txtrayalign.utils import atomic_path
@@ -197,7 +198,7 @@ def apply_freezing(model: ClipModel, cfg: dict) -> None:
         layers = model.text_encoder.layers()
         n = t["freeze_text_layers"]
         if n > len(layers):
-            raise ValueError(f"train.freeze_text_layers={n} but the text encoder has {len(layers)} layers")
+            raise InputError(f"train.freeze_text_layers={n} but the text encoder has {len(layers)} layers")
         emb = model.text_encoder.embeddings()
         if emb is not None:
             emb.requires_grad_(False)

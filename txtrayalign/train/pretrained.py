@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from txtrayalign.errors import InputError
 from txtrayalign.train.names import (
     BIOVIL_IMAGE_FILE,
     CXR_BERT_ID,
@@ -326,7 +327,7 @@ def build_hf_pair(spec: PairSpec, pretrained: bool) -> Pair:
     cls, model_type = (CLIPModel, "clip") if spec.family == "clip" else (SiglipModel, "siglip")
     config = AutoConfig.from_pretrained(folder)
     if config.model_type != model_type:
-        raise ValueError(f"{spec.name}: {folder} holds a '{config.model_type}' model, not {model_type} "
+        raise InputError(f"{spec.name}: {folder} holds a '{config.model_type}' model, not {model_type} "
                          f"(name it {config.model_type}:{spec.ident} if that family is supported)")
     model = cls.from_pretrained(folder) if pretrained else cls(config)
     tok = _hf_pair_tokenizer(spec, folder)
@@ -416,7 +417,7 @@ def _read_state(folder: Path, names: tuple[str, ...]) -> dict:
 def _load_exact(module: nn.Module, state: dict, source: str) -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{source} does not fit: {len(missing)} missing key(s) (e.g. {missing[:3]}), "
+        raise InputError(f"{source} does not fit: {len(missing)} missing key(s) (e.g. {missing[:3]}), "
                          f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
 
 
@@ -455,7 +456,7 @@ def build_pair(name: str, weights: str = "none", pretrained: bool = True) -> Pai
     """The pair `name` denotes, with its released weights (`pretrained=False`: the architecture only)."""
     spec = parse_pair(name)
     if spec is None:
-        raise ValueError(f"'{name}' is not a pretrained pair name ({', '.join(f + ':' for f in FAMILIES)} or biovil)")
+        raise InputError(f"'{name}' is not a pretrained pair name ({', '.join(f + ':' for f in FAMILIES)} or biovil)")
     if spec.family == "open_clip":
         pair = build_open_clip(spec, weights, pretrained)
     else:
@@ -475,7 +476,7 @@ def pair_tokenizer(name: str) -> PairTokenizer:
     """The tokenizer of pair `name` alone (no weights loaded)."""
     spec = parse_pair(name)
     if spec is None:
-        raise ValueError(f"'{name}' is not a pretrained pair name")
+        raise InputError(f"'{name}' is not a pretrained pair name")
     if spec.family == "open_clip":
         return _open_clip_tokenizer(local_open_clip_ident(spec))
     return _hf_pair_tokenizer(spec, resolve_folder(spec.ident, spec.revision, spec.name))

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from txtrayalign.errors import InputError
 from txtrayalign.train.encoders import hf_hint, offline
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def load_pretrained_tokenizer(name: str):
     except Exception as e:
         raise OSError(hf_hint(name, e)) from e
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"'{name}' has no fast tokenizer; batched tokenisation needs one (tokenizer.json)")
+        raise InputError(f"'{name}' has no fast tokenizer; batched tokenisation needs one (tokenizer.json)")
     return tok
 
 

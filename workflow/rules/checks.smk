@@ -113,4 +113,4 @@ def k_problems():
 
 _k_problems = k_problems()
 if _k_problems:
-    raise WorkflowError("config: " + "\n".join(dict.fromkeys(_k_problems)))
+    stop("config: " + "\n".join(dict.fromkeys(_k_problems)))

@@ -26,18 +26,31 @@ def _retype_command_line(overrides, cfg):
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             _retype_command_line(value, cfg[key])
         elif isinstance(value, str) and isinstance(cfg.get(key), str) and value.strip():
-            cfg[key] = yaml.safe_load(value)
+            try:
+                cfg[key] = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                stop(f"config: --config {key}={value}: not valid YAML: {settings.yaml_problem(e)}")
+
+
+def stop(message):
+    """A mistake in the settings, found while the Snakefile is read: its lines on stderr and exit
+    status 1. (A WorkflowError would add the file and line of the check and a traceback frame, which
+    say where the check is, not what to change.)"""
+    sys.exit(message)
 
 
 _retype_command_line(workflow.config_settings.config, config)
 # One schema with its defaults (txtrayalign/config.schema.yaml), shared with `txtrayalign train`:
 # a misspelt key or a wrong value stops here, naming the key (experiments.<name>.train.epoch).
+# Every section but dataset and experiments may be left out (or left empty): its defaults apply.
 try:
-    settings.check_config(config)
-    config.update(settings.with_defaults(config))
+    _given = settings.without_empty_sections(config)
+    settings.check_config(_given)
+    config.clear()
+    config.update(settings.with_defaults(_given))
     EXPERIMENTS = settings.resolve_experiments(config)
 except settings.ConfigError as e:
-    raise WorkflowError(str(e)) from None
+    stop(str(e))
 
 
 DATASET = config["dataset"]
@@ -50,7 +63,7 @@ RESULTS = RESULTS_ROOT / MAIN  # the training dataset's results: models, summary
 # schema's dataset defaults. Their indexes, images, text and labels live under <results>/<name>/.
 _dataset_defaults = settings.defaults_of(settings.schema()["definitions"]["dataset"])
 if MAIN in config["datasets"]:
-    raise WorkflowError(f"config: datasets.{MAIN} has the name of the training dataset (dataset.name)")
+    stop(f"config: datasets.{MAIN} has the name of the training dataset (dataset.name)")
 DATASETS = {MAIN: DATASET} | {
     name: {**settings.merge(_dataset_defaults, d), "name": name} for name, d in config["datasets"].items()
 }
@@ -59,13 +72,13 @@ EVAL_PAIRS = []
 for _name, _exp in EXPERIMENTS.items():
     for _ds in _exp["evaluate_on"] or [MAIN]:
         if _ds not in DATASETS:
-            raise WorkflowError(
+            stop(
                 f"config: experiments.{_name}.evaluate_on names {_ds!r}, which is neither dataset.name "
                 f"({MAIN}) nor a key of datasets ({', '.join(config['datasets']) or 'none'})"
             )
         _ev = _exp["evaluation"]
         if _ds != MAIN and _ev["bank"] == "source" and _ev["query_labels"] == "sentence_max":
-            raise WorkflowError(
+            stop(
                 f"config: experiments.{_name}.evaluation.bank = source with query_labels = sentence_max: the "
                 f"{_ds} queries' labels would come from {MAIN}'s sentences; use query_labels: report or bank: target"
             )
@@ -80,7 +93,7 @@ wildcard_constraints:
 # (txtrayalign.train.names needs no torch: parsing the Snakefile stays quick).
 _encoder_problems = [p for _name, _exp in EXPERIMENTS.items() for p in experiment_problems({**_exp, "name": _name})]
 if _encoder_problems:
-    raise WorkflowError(f"config: {problems_report(_encoder_problems)}")
+    stop(f"config: {problems_report(_encoder_problems)}")
 
 SHARDS = (
     GROUPS

@@ -7,7 +7,7 @@ from txtrayalign import sweeps as sweep_plans
 try:
     SWEEPS = sweep_plans.plan_sweeps(config)
 except settings.ConfigError as e:
-    raise WorkflowError(str(e)) from None
+    stop(str(e))
 for _sweep in SWEEPS.values():
     EXPERIMENTS.update(_sweep.experiments)
 _sweep_problems = [
@@ -15,7 +15,7 @@ _sweep_problems = [
     for p in experiment_problems({**_exp, "name": _name})
 ]
 if _sweep_problems:
-    raise WorkflowError(f"config: {problems_report(_sweep_problems)}")
+    stop(f"config: {problems_report(_sweep_problems)}")
 
 SWEEP_DIR = RESULTS / "sweeps"
 

@@ -17,7 +17,9 @@ rule sections:
         record=DS / "text" / "sentences.record.json",
     params:
         root=lambda w: Path(ds(w)["root"]),
-        train_section=config["text"]["train_section"],
+        # `default` resolved by the dataset's format (settings.train_section): a change reruns this
+        train_section=lambda w: settings.train_section(config["text"], ds(w)),
+        max_empty_share=lambda w: settings.max_empty_share(config["text"], ds(w)),
         code=CODE["text"],
         record=lambda w: text_record(w.dataset),
     resources:
@@ -29,7 +31,7 @@ rule sections:
         bench_path("sections", results=DS)
     shell:
         "txtrayalign sections --studies {input} --root {params.root}"
-        " --train-section {params.train_section} --out-sections {output.sections}"
+        " --train-section {params.train_section} --max-empty-share {params.max_empty_share} --out-sections {output.sections}"
         " --out-sentences {output.sentences} --out-problems {output.problems} --log {log}"
         " && printf '%s\\n' {params.record:q} > {output.record}"
 
