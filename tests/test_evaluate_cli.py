@@ -19,8 +19,10 @@ import txtrayalign.train
 from txtrayalign.cli import main
 from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.evaluate import EvaluationInputError
+from txtrayalign.evaluate.context import resolve_settings
 from txtrayalign.evaluate.embed import read_bank, read_queries
-from txtrayalign.evaluate.evaluation import evaluate, load_inputs
+from txtrayalign.evaluate.evaluation import evaluate
+from txtrayalign.evaluate.inputs import load_inputs
 
 SIZE = 16
 DIM = 8
@@ -164,7 +166,18 @@ def embed_args(paths: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
-def evaluate_args(paths: dict[str, Path], emb: Path, out_dir: Path, *extra: str) -> list[str]:
+SETTINGS = {"evaluation": {"k": [1, 2, 5], "bootstrap": 50, "seed": 0, "gallery": 3,
+                           "text_metrics": {"reference_section": "impression"}}}
+
+
+def settings_json(**evaluation) -> str:
+    """`--settings` of the tests: SETTINGS with `evaluation` keys replaced (a "labels" or "summary"
+    keyword replaces that block)."""
+    blocks = {key: evaluation.pop(key) for key in ("labels", "summary") if key in evaluation}
+    return json.dumps({"evaluation": {**SETTINGS["evaluation"], **evaluation}, **blocks})
+
+
+def evaluate_args(paths: dict[str, Path], emb: Path, out_dir: Path, *extra: str, **settings) -> list[str]:
     return [
         "evaluate",
         "--queries",
@@ -181,22 +194,20 @@ def evaluate_args(paths: dict[str, Path], emb: Path, out_dir: Path, *extra: str)
         str(paths["sections"]),
         "--images-index",
         str(paths["index"]),
-        "--k",
-        "1",
-        "2",
-        "5",
-        "--bootstrap",
-        "50",
-        "--seed",
-        "0",
-        "--gallery",
-        "3",
+        "--settings",
+        settings_json(**settings),
         "--report-labeller",
         "sentence-labels",
         "--out-dir",
         str(out_dir),
         *extra,
     ]
+
+
+def input_paths(paths: dict[str, Path], queries: Path, bank: Path) -> dict[str, str]:
+    """`load_inputs`' paths of the fixture."""
+    return {"queries": str(queries), "bank": str(bank), "report_labels": str(paths["report_labels"]),
+            "sentence_labels": str(paths["sentence_labels"]), "sentences": str(paths["sentences"])}
 
 
 @pytest.fixture(scope="module")
@@ -359,11 +370,11 @@ def test_metrics_and_summary_equal_a_direct_recomputation_from_predictions(embed
 
 
 def test_sentence_max_query_labels(embedded, tmp_path):
-    from txtrayalign.evaluate.evaluation import sentence_max_labels
+    from txtrayalign.evaluate.labels import sentence_max_labels
 
     paths, root = embedded
     out = tmp_path / "eval" / "exp1"
-    assert main(evaluate_args(paths, root / "emb", out, "--query-labels", "sentence_max")) == 0
+    assert main(evaluate_args(paths, root / "emb", out, query_labels="sentence_max")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["query_labels"] == "sentence_max"
     pred = pd.read_parquet(out / "predictions.parquet")
@@ -380,7 +391,7 @@ def test_identical_inputs_give_identical_outputs(embedded, tmp_path):
     paths, root = embedded
     a, b = tmp_path / "a" / "exp1", tmp_path / "b" / "exp1"
     for out in (a, b):
-        assert main(evaluate_args(paths, root / "emb", out, "--sample", "5")) == 0
+        assert main(evaluate_args(paths, root / "emb", out, sample=5)) == 0
     assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
     pd.testing.assert_frame_equal(
         pd.read_parquet(a / "predictions.parquet"), pd.read_parquet(b / "predictions.parquet")
@@ -391,22 +402,17 @@ def test_identical_inputs_give_identical_outputs(embedded, tmp_path):
 
 def test_labeller_gets_the_concatenated_retrieved_sentences(embedded):
     paths, root = embedded
-    inputs = load_inputs(
-        root / "emb" / "queries.h5",
-        root / "emb" / "bank.h5",
-        paths["report_labels"],
-        paths["sentence_labels"],
-        paths["sentences"],
-        max_k=2,
-    )
+    settings = resolve_settings({"evaluation": {"k": [1, 2], "bootstrap": 0}})
+    inputs = load_inputs(input_paths(paths, root / "emb" / "queries.h5", root / "emb" / "bank.h5"),
+                         settings["evaluation"], settings["labels"])
     seen: list[str] = []
 
     def labeller(texts: list[str]) -> np.ndarray:
         seen.extend(texts)
         return np.array([[1.0 if "effusion" in t.lower() else np.nan] * len(OBSERVATIONS) for t in texts])
 
-    result = evaluate(inputs, [1, 2], n_boot=0, labeller=labeller)
-    joined = " ".join(inputs.bank_text[result.retrieved["model"][0, :2]])
+    result = evaluate(inputs, settings, labeller=labeller)
+    joined = " ".join(inputs.sentence_bank.texts[result.context.sentence_retrieval["model"].index[0, :2]])
     assert joined in seen and len(seen) == len(set(seen))  # each distinct text labelled once
     assert result.metrics["methods"]["model"]["k"]["2"]["micro_recall_all"]["value"] is not None
 
@@ -423,7 +429,7 @@ def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
     paths, root = embedded
     paths = dict(paths)
     emb = root / "emb"
-    extra: list[str] = []
+    settings: dict = {}
     if case == "query_study_missing":
         df = pd.read_parquet(paths["report_labels"])
         paths["report_labels"] = tmp_path / "reports.parquet"
@@ -441,7 +447,7 @@ def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
         _rewrite(paths["sections"], df[df["study_id"] != test_studies.max()])
         expect = ["query study ids", str(paths["sections"]), "queries.h5"]
     elif case == "k_too_large":
-        extra = ["--k", "1000"]
+        settings = {"k": [1, 2, 1000]}
         expect = ["k=1000", "bank.h5"]
     else:
         emb = tmp_path / "emb"
@@ -451,7 +457,7 @@ def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
             f.create_dataset("embeddings", data=np.zeros((0, DIM), np.float32))
             f.create_dataset("sentence_id", data=np.zeros(0, np.int64))
         expect = ["empty sentence bank", str(emb / "bank.h5")]
-    args = evaluate_args(paths, emb, tmp_path / "out", *extra)
+    args = evaluate_args(paths, emb, tmp_path / "out", **settings)
     assert main(args) == 2  # the CLI logs to stderr (setup_logging replaces the root handlers)
     message = " ".join(line for line in capsys.readouterr().err.splitlines() if " ERROR " in line)
     for part in expect:
@@ -465,15 +471,10 @@ def test_empty_query_set_raises(embedded, tmp_path):
         f.create_dataset("embeddings", data=np.zeros((0, DIM), np.float32))
         f.create_dataset("dicom_id", data=np.zeros(0, dtype=object), dtype=h5py.string_dtype())
         f.create_dataset("study_id", data=np.zeros(0, np.int64))
+    settings = resolve_settings({})
     with pytest.raises(EvaluationInputError, match="empty query set.*queries.h5"):
-        load_inputs(
-            tmp_path / "queries.h5",
-            root / "emb" / "bank.h5",
-            paths["report_labels"],
-            paths["sentence_labels"],
-            paths["sentences"],
-            max_k=1,
-        )
+        load_inputs(input_paths(paths, tmp_path / "queries.h5", root / "emb" / "bank.h5"),
+                    settings["evaluation"], settings["labels"])
 
 
 def test_embed_with_no_query_images_fails(embedded, tmp_path, monkeypatch, capsys):
@@ -527,7 +528,7 @@ def test_evaluate_with_the_project_chexpert_labeller(embedded, tmp_path):
         pytest.skip("txtrayalign.chexpert.label_texts not available")
     paths, root = embedded
     out = tmp_path / "exp1"
-    args = evaluate_args(paths, root / "emb", out, "--gallery", "0", "--bootstrap", "0")
+    args = evaluate_args(paths, root / "emb", out, gallery=0, bootstrap=0)
     args[args.index("--report-labeller") + 1] = "chexpert"
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -544,15 +545,9 @@ def test_non_finite_embeddings_are_rejected(embedded, tmp_path):
     bad.write_bytes((root / "emb" / "bank.h5").read_bytes())
     with h5py.File(bad, "r+") as f:
         f["embeddings"][0, 0] = np.nan
+    settings = resolve_settings({})
     with pytest.raises(EvaluationInputError, match="bank.h5: embeddings contain NaN"):
-        load_inputs(
-            root / "emb" / "queries.h5",
-            bad,
-            paths["report_labels"],
-            paths["sentence_labels"],
-            paths["sentences"],
-            max_k=1,
-        )
+        load_inputs(input_paths(paths, root / "emb" / "queries.h5", bad), settings["evaluation"], settings["labels"])
 
 
 # --- the wider evaluation (issue 15): zero-shot, text metrics, report level, labeller sensitivity ----
@@ -617,7 +612,7 @@ def test_text_metrics_and_report_level_retrieval_equal_a_direct_computation(eval
     from txtrayalign.evaluate.textmetrics import tokenize
 
     paths, root, out, metrics = evaluated
-    assert metrics["summary_k"] == 2 and metrics["reference_section"] == "impression"
+    assert metrics["summary_k"] == 2 and metrics["text_similarity"]["reference_section"] == "impression"
     pred = pd.read_parquet(out / "predictions.parquet")
     sections = pd.read_parquet(paths["sections"]).set_index("study_id")
     q = read_queries(root / "emb" / "queries.h5")
@@ -630,7 +625,8 @@ def test_text_metrics_and_report_level_retrieval_equal_a_direct_computation(eval
         [tokenize(h) for h in hyps[valid]],
         smoothing_function=SmoothingFunction().method1,
     )
-    text = metrics["methods"]["model"]["text_similarity"]["2"]
+    assert metrics["text_similarity"]["k"] == 2  # the summary k only
+    text = metrics["text_similarity"]["methods"]["model"]
     assert text["bleu4"]["value"] == pytest.approx(bleu4)
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     rouge = np.mean(
@@ -638,7 +634,6 @@ def test_text_metrics_and_report_level_retrieval_equal_a_direct_computation(eval
     )
     assert text["rouge_l"]["value"] == pytest.approx(rouge)
     assert text["bertscore_f1"]["value"] is None and "absent" in text["bertscore_f1"]
-    assert set(metrics["methods"]["random"]["text_similarity"]) == {"2"}  # the summary k only
 
     # report level: the nearest bank impression by cosine, its study's labels, the hit metrics by hand
     with h5py.File(root / "emb" / "bank.h5") as f:
@@ -655,7 +650,7 @@ def test_text_metrics_and_report_level_retrieval_equal_a_direct_computation(eval
     study_labels = pd.read_parquet(paths["report_labels"]).set_index("study_id")[OBSERVATIONS]
     ql, rl = study_labels.loc[q.study_id].to_numpy(float), study_labels.loc[top].to_numpy(float)
     hits = ((ql == rl) & ~np.isnan(ql)).sum(axis=1)
-    level = metrics["methods"]["model"]["report_level"]["1"]
+    level = metrics["report_retrieval"]["methods"]["model"]["1"]
     assert level["flat_hit"]["value"] == pytest.approx((hits > 0).mean())
     kept = (~np.isnan(ql)).any(axis=1) & (~np.isnan(rl)).any(axis=1)
     recall = (hits / np.maximum((~np.isnan(ql)).sum(axis=1), 1))[kept].mean()
@@ -665,10 +660,8 @@ def test_text_metrics_and_report_level_retrieval_equal_a_direct_computation(eval
         [scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(refs[valid], retrieved[valid], strict=True)]
     )
     assert level["rouge_l"]["value"] == pytest.approx(rouge)
-    assert set(metrics["methods"]["oracle"]["report_level"]) == {"1"}
-    assert (
-        level["flat_hit"]["value"] <= metrics["methods"]["oracle"]["report_level"]["1"]["flat_hit"]["value"]
-    )
+    oracle = metrics["report_retrieval"]["methods"]["oracle"]
+    assert set(oracle) == {"1"} and level["flat_hit"]["value"] <= oracle["1"]["flat_hit"]["value"]
 
 
 def _sensitivity_row(metrics: dict, truth: str, retrieved: str, uncertain: str, averaging: str) -> dict:
@@ -686,11 +679,11 @@ def _sensitivity_row(metrics: dict, truth: str, retrieved: str, uncertain: str, 
 def test_sensitivity_rows_agree_with_the_single_labeller_metrics(embedded, tmp_path, query_labels):
     from sklearn.metrics import f1_score
 
-    from txtrayalign.evaluate.evaluation import aggregate_sentence_labels, sentence_max_labels
+    from txtrayalign.evaluate.labels import aggregate_sentence_labels, sentence_max_labels
 
     paths, root = embedded
     out = tmp_path / "eval" / "exp1"
-    assert main(evaluate_args(paths, root / "emb", out, "--query-labels", query_labels)) == 0
+    assert main(evaluate_args(paths, root / "emb", out, query_labels=query_labels)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     own = "chexpert" if query_labels == "report" else "chexpert-sentence-max"
     at2 = metrics["methods"]["model"]["k"]["2"]
@@ -745,19 +738,9 @@ def test_official_labels_and_chexbert_fill_their_rows(embedded, tmp_path):
     official[OBSERVATIONS] = np.where(official[OBSERVATIONS].isna(), 0.0, official[OBSERVATIONS])
     official.to_parquet(tmp_path / "official.parquet")
     out = tmp_path / "eval" / "exp1"
-    extra = [
-        "--chexbert-checkpoint",
-        str(checkpoint),
-        "--chexbert-tokenizer",
-        str(tok),
-        "--chexbert-device",
-        "cpu",
-        "--official-labels",
-        str(tmp_path / "official.parquet"),
-        "--bootstrap",
-        "0",
-    ]
-    assert main(evaluate_args(paths, root / "emb", out, *extra)) == 0
+    labels = {"chexbert": {"checkpoint": str(checkpoint), "tokenizer": str(tok), "device": "cpu"}}
+    extra = ["--official-labels", str(tmp_path / "official.parquet")]
+    assert main(evaluate_args(paths, root / "emb", out, *extra, bootstrap=0, labels=labels)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert not any(r["absent"] for r in metrics["label_sensitivity"]["rows"])
     q = read_queries(root / "emb" / "queries.h5")
@@ -786,7 +769,7 @@ def test_official_labels_and_chexbert_fill_their_rows(embedded, tmp_path):
             assert got == pytest.approx(ours), (uncertain, averaging)
 
 
-def test_summary_shows_the_wider_sections(evaluated, tmp_path):
+def test_summary_shows_every_protocol_section(evaluated, tmp_path):
     paths, root, out, metrics = evaluated
     csv, md = tmp_path / "summary.csv", tmp_path / "summary.md"
     assert (
@@ -815,7 +798,7 @@ def test_summary_shows_the_wider_sections(evaluated, tmp_path):
         assert heading in text, heading
     mean = metrics["zeroshot"]["mean"]
     assert f"| **mean (14)** | {mean['value']:.3f} [{mean['ci_low']:.3f}, {mean['ci_high']:.3f}] |" in text
-    bleu4 = metrics["methods"]["model"]["text_similarity"]["2"]["bleu4"]
+    bleu4 = metrics["text_similarity"]["methods"]["model"]["bleu4"]
     assert (
         "| model | " in text
         and f"{bleu4['value']:.3f} [{bleu4['ci_low']:.3f}, {bleu4['ci_high']:.3f}]" in text
@@ -823,29 +806,31 @@ def test_summary_shows_the_wider_sections(evaluated, tmp_path):
     assert "| chexbert | chexbert | positive | absent | absent | absent |" in text
     row = _sensitivity_row(metrics, "chexpert", "chexpert", "negative", "micro")
     assert f"| chexpert | chexpert | negative | {row['value']:.3f} [" in text
-    level = metrics["methods"]["model"]["report_level"]["1"]
+    level = metrics["report_retrieval"]["methods"]["model"]["1"]
     assert f"| exp1 | model | 1 | {level['flat_hit']['value']:.3f} [" in text
     table = pd.read_csv(csv).set_index("method")
     assert table.loc["model", "zeroshot_mean_auroc"] == pytest.approx(mean["value"], abs=1e-6)
     assert np.isnan(table.loc["random", "zeroshot_mean_auroc"])
     for method in ("model", "random", "oracle"):
-        expected = metrics["methods"][method]["text_similarity"]["2"]["rouge_l"]["value"]
+        expected = metrics["text_similarity"]["methods"][method]["rouge_l"]["value"]
         assert table.loc[method, "rouge_l"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_rule_options_from_the_config_reach_the_commands(tmp_path):
-    """The options evaluate.smk builds from the config keys parse, and land on the settings they name."""
+    """The arguments the rules build from the config parse, and land on the settings they name."""
     import argparse
     import shlex
 
-    import yaml
-
-    from txtrayalign.evaluate.cli import configure_evaluate
+    from txtrayalign.evaluate.cli import configure_evaluate, read_settings
     from txtrayalign.evaluate.embed_cli import configure as configure_embed
-    from txtrayalign.evaluate.rule_args import embed_options, evaluate_options, label_options
-
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
-    evaluation = config["defaults"]["evaluation"]
+    from txtrayalign.rule_args import (
+        embed_options,
+        evaluation_settings,
+        headline_settings,
+        label_options,
+        official_labels_option,
+    )
+    from txtrayalign.settings import resolve_experiment, with_defaults
 
     def parse(configure, options: str, required: list[str]) -> argparse.Namespace:
         parser = argparse.ArgumentParser()
@@ -859,69 +844,64 @@ def test_rule_options_from_the_config_reach_the_commands(tmp_path):
     ev_required = [
         f"--{a}=x" for a in ("queries", "bank", "report-labels", "sentence-labels", "sentences", "out-dir")
     ]
+    config = with_defaults({})
+    evaluation = resolve_experiment({})["evaluation"]
     args = parse(configure_embed, embed_options(evaluation), emb_required)
-    assert json.loads(args.prompts) == {} and args.report_section == "impression"
-    args = parse(configure_evaluate, evaluate_options(evaluation, config["labels"], 2), ev_required)
-    assert (args.summary_k, args.report_k, args.reference_section) == (2, [1], "impression")
-    assert not args.no_zeroshot and not args.no_sensitivity and args.chexbert_checkpoint is None
-    assert (args.zeroshot_uncertain, args.zeroshot_blank, args.report_labels_name) == (
-        "exclude",
-        "negative",
-        "chexpert",
-    )
+    assert json.loads(args.prompts) == {} and args.report_section == evaluation["report_retrieval"]["section"]
+    text = evaluation_settings(evaluation, config["labels"], config["summary"])
+    args = parse(configure_evaluate, f"--settings {shlex.quote(text)}", ev_required)
+    assert read_settings(args.settings) == {"evaluation": evaluation, "labels": config["labels"],
+                                            "summary": config["summary"]}
+    assert "bank" not in json.loads(text)["evaluation"]  # chooses inputs only: no rerun of its own
+    headline = read_settings(headline_settings(evaluation, config["labels"], config["summary"]))["evaluation"]
+    assert headline["gallery"] == 0 and headline["k"] == evaluation["k"]
+    assert not any(headline[key]["enabled"] for key in ("zeroshot", "report_retrieval", "text_metrics", "sensitivity"))
 
-    changed = {
-        **evaluation,
-        "zeroshot": {
-            "enabled": True,
-            "prompts": {"Edema": ["edema's there", "no edema"]},
-            "uncertain": "positive",
-        },
+    changed = resolve_experiment({"evaluation": {
+        "zeroshot": {"prompts": {"Edema": ["edema's there", "no edema"]}, "uncertain": "positive"},
         "report_retrieval": {"enabled": False},
-        "text_metrics": {
-            "enabled": True,
-            "reference_section": "findings",
-            "bertscore_model": "/m/roberta large",
-        },
+        "text_metrics": {"reference_section": "findings", "bertscore_model": "/m/roberta large"},
         "sensitivity": {"enabled": False},
-    }
-    labels = {"source": "official", "chexbert": {"checkpoint": "/c/chexbert.pth", "batch_size": 8}}
+    }})["evaluation"]
     args = parse(configure_embed, embed_options(changed), emb_required)
-    assert (
-        json.loads(args.prompts) == {"Edema": ["edema's there", "no edema"]} and args.report_section == "none"
-    )
-    args = parse(configure_evaluate, evaluate_options(changed, labels, 5), ev_required)
-    assert (
-        args.report_k == []
-        and args.reference_section == "findings"
-        and args.bertscore_model == "/m/roberta large"
-    )
-    assert (
-        args.zeroshot_uncertain == "positive"
-        and args.no_sensitivity
-        and args.report_labels_name == "official"
-    )
-    sens = {**changed, "sensitivity": {"enabled": True}}
-    args = parse(configure_evaluate, evaluate_options(sens, labels, 5), ev_required)
-    assert args.chexbert_checkpoint == "/c/chexbert.pth" and args.chexbert_batch_size == 8
+    assert json.loads(args.prompts) == {"Edema": ["edema's there", "no edema"]} and args.report_section == "none"
+    labels = {**config["labels"], "source": "official", "chexbert": {**config["labels"]["chexbert"],
+                                                                     "checkpoint": "/c/chexbert.pth"}}
+    args = parse(configure_evaluate, f"--settings {shlex.quote(evaluation_settings(changed, labels, {'k': 5}))}",
+                 ev_required)
+    settings = read_settings(args.settings)  # the schema's defaults fill in what a caller leaves out
+    assert settings["evaluation"]["text_metrics"]["bertscore_model"] == "/m/roberta large"
+    assert settings["labels"]["chexbert"]["checkpoint"] == "/c/chexbert.pth" and settings["summary"]["k"] == 5
+    assert read_settings('{"evaluation": {"k": [3]}}')["evaluation"]["bootstrap"] == evaluation["bootstrap"]
+
     root = tmp_path / "mimic"
     root.mkdir()
     (root / "mimic-cxr-2.0.0-chexpert.csv.gz").write_bytes(b"")
-    args = parse(configure_evaluate, evaluate_options(sens, labels, 5, {"format": "auto"}, root), ev_required)
+    args = parse(configure_evaluate, official_labels_option({"format": "auto"}, root), ev_required)
     assert args.official_labels == str(root / "mimic-cxr-2.0.0-chexpert.csv.gz")
-    args = parse(
-        configure_evaluate, evaluate_options(sens, labels, 5, {"format": "table"}, root), ev_required
-    )
-    assert args.official_labels is None
-    assert label_options({"labeller": "chexpert"}) == "--labeller chexpert"
+    assert official_labels_option({"format": "table"}, root) == ""
+    assert label_options(config["labels"]) == "--labeller chexpert"
+
+
+def test_bad_settings_fail_with_one_line(embedded, tmp_path, capsys):
+    paths, root = embedded
+    for settings, expect in (('{"evaluation": {"k": [0]}}', "evaluation.k.0"),
+                             ('{"evaluation": {"kk": 1}}', "unknown key 'evaluation.kk'"),
+                             ("[1]", "expected a JSON object"), ("{nope", "not valid JSON"),
+                             ('{"evaluation": {"k": [1, 5]}}', "summary k=2 is not one of the evaluated k")):
+        args = evaluate_args(paths, root / "emb", tmp_path / "out")
+        args[args.index("--settings") + 1] = settings
+        assert main(args) == 2, settings
+        assert expect in capsys.readouterr().err, settings
+    assert not (tmp_path / "out" / "metrics.json").exists()
 
 
 def test_label_stage_chexbert_labels_become_the_chexbert_rows(embedded, tmp_path):
     """With the label stage's labels from CheXbert, the evaluation's own figure is the chexbert row."""
     paths, root = embedded
     out = tmp_path / "eval" / "exp1"
-    extra = ["--report-labels-name", "chexbert", "--sentence-labels-name", "chexbert"]
-    assert main(evaluate_args(paths, root / "emb", out, *extra)) == 0  # --report-labeller sentence-labels
+    labels = {"labeller": "chexbert"}
+    assert main(evaluate_args(paths, root / "emb", out, labels=labels)) == 0  # --report-labeller sentence-labels
     metrics = json.loads((out / "metrics.json").read_text())
     own = metrics["methods"]["model"]["k"]["2"]
     for averaging, name in (("micro", "micro_f1_all"), ("macro", "macro_f1_all")):
@@ -942,7 +922,8 @@ def test_label_stage_and_evaluation_with_chexbert_end_to_end(embedded, tmp_path,
     from test_chexbert import save_like_chexbert, tiny_model, write_tokenizer
 
     from txtrayalign import chexbert
-    from txtrayalign.evaluate.rule_args import label_options
+    from txtrayalign.rule_args import label_options
+    from txtrayalign.settings import with_defaults
 
     paths, root = embedded
     tok = write_tokenizer(tmp_path / "tok")
@@ -953,6 +934,7 @@ def test_label_stage_and_evaluation_with_chexbert_end_to_end(embedded, tmp_path,
         "labeller": "chexbert",
         "chexbert": {"checkpoint": str(checkpoint), "tokenizer": str(tok), "device": "cpu", "batch_size": 4},
     }
+    labels = with_defaults({"labels": labels})["labels"]
     out_r, out_s = tmp_path / "labels" / "reports.parquet", tmp_path / "labels" / "sentences.parquet"
     args = [
         "label",
@@ -978,8 +960,7 @@ def test_label_stage_and_evaluation_with_chexbert_end_to_end(embedded, tmp_path,
     )
     eval_paths = {**paths, "report_labels": out_r, "sentence_labels": out_s}
     out = tmp_path / "eval" / "exp1"
-    extra = ["--report-labels-name", "chexbert", "--sentence-labels-name", "chexbert", "--bootstrap", "0"]
-    assert main(evaluate_args(eval_paths, root / "emb", out, *extra)) == 0
+    assert main(evaluate_args(eval_paths, root / "emb", out, bootstrap=0, labels={"labeller": "chexbert"})) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     row = _sensitivity_row(metrics, "chexbert", "chexbert", "negative", "micro")
     assert row["value"] == pytest.approx(metrics["methods"]["model"]["k"]["2"]["micro_f1_all"]["value"])
@@ -990,3 +971,47 @@ def test_label_stage_and_evaluation_with_chexbert_end_to_end(embedded, tmp_path,
     assert main(missing) == 2
     err = capsys.readouterr().err
     assert "absent.pth" in err and "CHEXBERT_CHECKPOINT" in err
+
+
+def test_gallery_shows_each_query_its_own_report_when_the_bank_is_another_datasets(embedded, tmp_path):
+    """`evaluation.bank: source`: the bank's sentences come from the training dataset, where the query
+    study ids may belong to other studies; the gallery still shows the query dataset's own report."""
+    import html
+
+    paths, root = embedded
+    sentences = pd.read_parquet(paths["sentences"])
+    sections = pd.read_parquet(paths["sections"]).set_index("study_id")
+    queries = read_queries(root / "emb" / "queries.h5")
+    # the source dataset: the same bank sentences, but its studies with the query ids say something else
+    colliding = sentences["study_id"].isin(set(queries.study_id))
+    sentences.loc[colliding, "sentence"] = "Another dataset's study with a colliding id."
+    source = tmp_path / "source_sentences.parquet"
+    sentences.to_parquet(source)
+    out = tmp_path / "eval" / "exp1"
+    args = evaluate_args({**paths, "sentences": source}, root / "emb", out, gallery=5)
+    args += ["--bank-sections", str(paths["sections"]), "--bank-report-labels", str(paths["report_labels"])]
+    assert main(args) == 0
+    page = (out / "gallery.html").read_text()
+    shown = re.findall(r"\(study (\d+)\)</h3><div class=\"report\"><b>Report:</b> (.*?)</div>", page)
+    assert len(shown) == 5
+    for study_id, text in shown:
+        assert html.unescape(text) == sections.loc[int(study_id), "train_text"]
+    assert "colliding id" not in page and "(no report text)" not in page
+
+
+def test_validation_queries_are_a_second_query_set_with_their_own_labels(embedded):
+    from txtrayalign.rule_args import needs_validation_queries
+    from txtrayalign.settings import resolve_experiment
+
+    paths, root = embedded
+    settings = resolve_settings({"evaluation": {"k": [1, 2]}})
+    queries = root / "emb" / "queries.h5"
+    base = input_paths(paths, queries, root / "emb" / "bank.h5")
+    assert load_inputs(base, settings["evaluation"], settings["labels"]).validation_queries is None
+    inputs = load_inputs({**base, "validation_queries": str(queries)}, settings["evaluation"], settings["labels"])
+    validation = inputs.validation_queries
+    assert validation is not None and validation is not inputs.queries
+    np.testing.assert_array_equal(validation.dicom_id, inputs.queries.dicom_id)
+    expected = pd.read_parquet(paths["report_labels"]).set_index("study_id").loc[validation.study_id, OBSERVATIONS]
+    np.testing.assert_array_equal(validation.labels, expected.to_numpy(np.float32))
+    assert not needs_validation_queries(resolve_experiment({}))  # no evaluation asks for them yet

@@ -11,7 +11,7 @@ import pytest
 from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.evaluate.baselines import oracle_retrieval, random_retrieval
 from txtrayalign.evaluate.bootstrap import point_and_interval, resample_counts
-from txtrayalign.evaluate.evaluation import aggregate_sentence_labels, sentence_max_labels
+from txtrayalign.evaluate.labels import aggregate_sentence_labels, sentence_max_labels
 from txtrayalign.evaluate.metrics import (
     duplicate_counts,
     exact_pair_metrics,

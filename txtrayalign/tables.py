@@ -49,11 +49,14 @@ def check_columns(df: pd.DataFrame, kind: str, path: str | os.PathLike) -> pd.Da
     return df
 
 
-def read_table(path: str | os.PathLike, kind: str, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike, kind: str, columns: list[str] | None = None, all_columns: bool = False
+) -> pd.DataFrame:
     """The parquet table at `path`, checked against `kind` (a key of COLUMNS).
 
-    With `columns` (each one declared for `kind`), only those are required and read; without, every
-    declared column is required and the whole table is read.
+    With `columns` (each one declared for `kind`), only those are required and read (every column of
+    the file with `all_columns`: e.g. the sections a setting names); without, every declared column is
+    required and the whole table is read.
     """
     import pyarrow.parquet as pq
 
@@ -73,4 +76,4 @@ def read_table(path: str | os.PathLike, kind: str, columns: list[str] | None = N
     missing = [c for c in (columns if columns is not None else COLUMNS[kind]) if c not in names]
     if missing:
         raise TableError(f"{path}: not a {kind} table, missing column(s) {missing} (has {names})")
-    return pd.read_parquet(path, columns=columns)
+    return pd.read_parquet(path, columns=None if all_columns else columns)

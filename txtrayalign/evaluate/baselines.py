@@ -75,6 +75,37 @@ def _pattern_members(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     return first[by_first], members
 
 
+def _greedy_pick(score: np.ndarray, chosen: np.ndarray, t: int, first: np.ndarray, members: np.ndarray,
+                 n_members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step t of the oracle for a block of queries: the label row each one picks (most new hits and
+    fewest labels, i.e. the highest `score`, then the lowest bank index) and how many of that row's
+    sentences it took before. `score` (queries, U) is changed in place."""
+    rows = np.arange(score.shape[0])
+    k = chosen.shape[1]
+    # A label row offers its lowest untaken sentence: first[p] for rows not picked yet (first
+    # grows with p, so argmax's first maximum is the lowest offer among them); rows picked
+    # before are compared separately and drop out when all their sentences are taken.
+    cand_p = np.empty((rows.size, t + 1), dtype=np.int64)
+    cand_score = np.empty((rows.size, t + 1), dtype=np.float64)
+    cand_offer = np.empty((rows.size, t + 1), dtype=np.int64)
+    for s in range(t):
+        p = chosen[:, s]
+        taken = (chosen[:, :t] == p[:, None]).sum(axis=1)
+        full = taken >= n_members[p]
+        cand_p[:, s] = p
+        cand_score[:, s] = np.where(full, -np.inf, score[rows, p])
+        cand_offer[:, s] = np.where(full, -1, members[p, np.minimum(taken, k - 1)])
+    for s in range(t):
+        score[rows, chosen[:, s]] = -np.inf
+    fresh = score.argmax(axis=1)
+    cand_p[:, t] = fresh
+    cand_score[:, t] = score[rows, fresh]
+    cand_offer[:, t] = first[fresh]
+    pick = np.lexsort((cand_offer, -cand_score), axis=1)[:, 0]
+    best = cand_p[rows, pick]
+    return best, (chosen[:, :t] == best[:, None]).sum(axis=1)
+
+
 def oracle_retrieval(
     query_labels: np.ndarray, bank_labels: np.ndarray, k: int, max_block_elements: int = 1 << 22
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,29 +150,7 @@ def oracle_retrieval(
         for t in range(k):
             score = uncovered @ b_t
             score -= labelled
-            # A label row offers its lowest untaken sentence: first[p] for rows not picked yet (first
-            # grows with p, so argmax's first maximum is the lowest offer among them); rows picked
-            # before are compared separately and drop out when all their sentences are taken.
-            cand_p = np.empty((rows.size, t + 1), dtype=np.int64)
-            cand_score = np.empty((rows.size, t + 1), dtype=np.float64)
-            cand_offer = np.empty((rows.size, t + 1), dtype=np.int64)
-            for s in range(t):
-                p = chosen[:, s]
-                taken = (chosen[:, :t] == p[:, None]).sum(axis=1)
-                full = taken >= n_members[p]
-                cand_p[:, s] = p
-                cand_score[:, s] = np.where(full, -np.inf, score[rows, p])
-                cand_offer[:, s] = np.where(full, -1, members[p, np.minimum(taken, k - 1)])
-            for s in range(t):
-                score[rows, chosen[:, s]] = -np.inf
-            fresh = score.argmax(axis=1)
-            cand_p[:, t] = fresh
-            cand_score[:, t] = score[rows, fresh]
-            cand_offer[:, t] = first[fresh]
-            # most new hits and fewest labels (the score), then the lowest bank index
-            pick = np.lexsort((cand_offer, -cand_score), axis=1)[:, 0]
-            best = cand_p[rows, pick]
-            taken = (chosen[:, :t] == best[:, None]).sum(axis=1)
+            best, taken = _greedy_pick(score, chosen, t, first, members, n_members)
             chosen[:, t] = best
             index[start + rows, t] = members[best, taken]
             new_hits[start + rows, t] = (uncovered * b[best]).sum(axis=1)

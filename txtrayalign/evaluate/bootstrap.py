@@ -50,6 +50,17 @@ def weighted_sums(per_query: dict[str, np.ndarray], weights: np.ndarray) -> dict
     return out
 
 
+def percentile_interval(values: np.ndarray, alpha: float = 0.05) -> tuple[float | None, float | None]:
+    """The (alpha/2, 1 - alpha/2) percentiles of the resample values, NaN (undefined) left out; None, None
+    when none is defined."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if not values.size:
+        return None, None
+    lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
 def point_and_interval(
     per_query: dict[str, np.ndarray],
     statistic: SumsFn,
@@ -98,11 +109,7 @@ def point_and_interval_many(
                 "ci_high": None,
             }
             if boot is not None:
-                b = boot[metric]
-                b = b[~np.isnan(b)]
-                if b.size:
-                    lo, hi = np.percentile(b, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-                    entry["ci_low"], entry["ci_high"] = float(lo), float(hi)
+                entry["ci_low"], entry["ci_high"] = percentile_interval(boot[metric], alpha)
             out[metric] = entry
         results.append(out)
     return results
@@ -122,3 +129,9 @@ def entry_cell(entry: dict | None, digits: int = 3) -> str:
     if not entry:
         return "n/a"
     return interval_cell(entry.get("value"), entry.get("ci_low"), entry.get("ci_high"), digits)
+
+
+def interval_columns(name: str, entry: dict | None) -> dict:
+    """Table columns `name`, `name_ci_low`, `name_ci_high` of one entry (None each when absent)."""
+    entry = entry or {}
+    return {name: entry.get("value"), f"{name}_ci_low": entry.get("ci_low"), f"{name}_ci_high": entry.get("ci_high")}

@@ -40,22 +40,6 @@ log = logging.getLogger(__name__)
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def _require_columns(df: pd.DataFrame, columns: Sequence[str], path: str | Path) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise EvaluationInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
-
-
-def read_table(path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """Read a parquet file and check that `columns` exist (clear error naming the file)."""
-    p = Path(path)
-    if not p.is_file():
-        raise EvaluationInputError(f"input file not found: {p}")
-    df = pd.read_parquet(p)
-    _require_columns(df, columns, p)
-    return df
-
-
 def open_image_reader(index_parquet: str | Path):
     """The pipeline's one shard reader (`txtrayalign.images.shards.ShardReader`)."""
     from txtrayalign.images.shards import ShardReader

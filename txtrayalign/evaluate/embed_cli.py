@@ -8,14 +8,13 @@ code fingerprint covers, and that leaves out the labeller, which only evaluation
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from txtrayalign.errors import InputError
 from txtrayalign.utils import setup_logging
 
-from . import EvaluationInputError
+from . import EvaluationInputError, is_none, json_object
 
 log = logging.getLogger(__name__)
 
@@ -89,50 +88,45 @@ def _needed(args: argparse.Namespace) -> None:
         raise InputError("--out-bank needs --sentences (the sentence bank's source)")
 
 
+def select(args: argparse.Namespace):
+    """What to embed (`embed.EmbedInputs`), from the tables the options name."""
+    from txtrayalign.tables import read_table
+
+    from .embed import EmbedInputs, select_bank, select_queries
+    from .zeroshot import resolve_prompts
+
+    _needed(args)
+    paths = {"split": args.split, "images_index": args.images_index, "sentences": args.sentences,
+             "sections": args.sections}
+    split = read_table(args.split, "split", ["study_id", "dicom_id", "split"])
+    sections = read_table(args.sections, "sections", ["study_id", "train_text"], all_columns=True)
+    inputs = EmbedInputs(queries=None, bank=None, reports=None)
+    if args.out_queries:
+        index = read_table(args.images_index, "image_shard_index", ["dicom_id", "shard", "row"])
+        views = read_table(args.images_table, "index_images", ["dicom_id", "view"]) if args.images_table else None
+        inputs.queries, inputs.reports = select_queries(
+            split, index, sections, args.query_split, args.max_queries, paths, views)
+    if args.out_bank:
+        inputs.prompts = resolve_prompts(json_object(args.prompts, "--prompts"))
+        inputs.report_section = None if is_none(args.report_section) else args.report_section
+        sentences = read_table(args.sentences, "sentences", ["sentence_id", "study_id", "sentence"])
+        inputs.bank, inputs.report_bank = select_bank(
+            split, sentences, sections, [s.strip() for s in args.bank_splits.split(",") if s.strip()],
+            dedupe=not args.no_dedupe, paths=paths, report_section=inputs.report_section)
+    return inputs
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     import torch
 
     from txtrayalign.train import load_model
 
-    from .embed import (
-        EmbedInputs,
-        embed_all,
-        open_image_reader,
-        read_table,
-        select_bank,
-        select_queries,
-        write_bank,
-        write_queries,
-    )
-    from .zeroshot import resolve_prompts
+    from .embed import embed_all, open_image_reader, write_bank, write_queries
 
     try:
-        _needed(args)
-        paths = {"split": args.split, "images_index": args.images_index, "sentences": args.sentences,
-                 "sections": args.sections}
-        split = read_table(args.split, ["study_id", "dicom_id", "split"])
-        sections = read_table(args.sections, ["study_id", "train_text"])
-        inputs = EmbedInputs(queries=None, bank=None, reports=None)
-        if args.out_queries:
-            index = read_table(args.images_index, ["dicom_id", "shard", "row"])
-            views = read_table(args.images_table, ["dicom_id", "view"]) if args.images_table else None
-            inputs.queries, inputs.reports = select_queries(
-                split, index, sections, args.query_split, args.max_queries, paths, views)
-        if args.out_bank:
-            try:
-                overrides = json.loads(args.prompts)
-            except json.JSONDecodeError as exc:
-                raise EvaluationInputError(f"--prompts: not valid JSON ({exc})") from exc
-            if not isinstance(overrides, dict):
-                raise EvaluationInputError(f"--prompts: expected a JSON object, got {args.prompts!r}")
-            inputs.prompts = resolve_prompts(overrides)
-            inputs.report_section = None if args.report_section.lower() in ("", "none") else args.report_section
-            sentences = read_table(args.sentences, ["sentence_id", "study_id", "sentence"])
-            inputs.bank, inputs.report_bank = select_bank(
-                split, sentences, sections, [s.strip() for s in args.bank_splits.split(",") if s.strip()],
-                dedupe=not args.no_dedupe, paths=paths, report_section=inputs.report_section)
-    except (EvaluationInputError, InputError) as exc:
+        inputs = select(args)
+    except (EvaluationInputError, InputError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
     device = _device(args.device)

@@ -40,13 +40,6 @@ def choose_queries(n_queries: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_queries, size=n, replace=False))
 
 
-def report_texts(sentences: pd.DataFrame) -> dict[int, str]:
-    """Each study's report text rebuilt from its sentences in order (section, position)."""
-    cols = [c for c in ("study_id", "section", "position", "sentence_id") if c in sentences.columns]
-    s = sentences.sort_values(cols, kind="stable")
-    return s.groupby("study_id", sort=False)["sentence"].agg(lambda x: " ".join(map(str, x))).to_dict()
-
-
 def _labels_text(labels: np.ndarray) -> str:
     parts = [
         f"{o}: {VALUE_NAMES[float(v)]}" for o, v in zip(OBSERVATIONS, labels, strict=True) if not np.isnan(v)
@@ -59,6 +52,36 @@ def _save_thumbnail(image: np.ndarray, path: Path) -> None:
     img.thumbnail((THUMBNAIL, THUMBNAIL))
     with atomic_path(path, suffix=".png.tmp") as tmp:
         img.save(tmp, format="PNG")
+
+
+def _query_block(rows: pd.DataFrame, dicom_id: str, query_labels: dict[str, np.ndarray], reports: dict[int, str],
+                 image_reader, thumbs: Path) -> str:
+    """One query's HTML: its thumbnail, own report and labels, and the table of its retrieved sentences."""
+    study_id = int(rows["study_id"].iloc[0])
+    img_html = "<div>(no image)</div>"
+    if image_reader is not None:
+        try:
+            _save_thumbnail(image_reader.get(dicom_id), thumbs / f"{dicom_id}.png")
+            img_html = f'<img src="gallery/{html.escape(str(dicom_id))}.png" alt="query image {html.escape(str(dicom_id))}">'
+        except (KeyError, OSError, ValueError) as exc:
+            log.warning("gallery: image %s not shown: %s", dicom_id, exc)
+    table = ["<table><tr><th>rank</th><th>score</th><th>retrieved sentence</th><th>hits</th></tr>"]
+    for _, r in rows.iterrows():
+        labels = r[OBSERVATIONS].to_numpy(np.float64)
+        cls = ' class="hit"' if r["hits"] > 0 else ""
+        score = "" if pd.isna(r["score"]) else f"{r['score']:.3f}"
+        table.append(
+            f"<tr{cls}><td>{int(r['rank'])}</td><td>{score}</td><td>{html.escape(str(r['text']))}"
+            f'<div class="labels">{html.escape(_labels_text(labels))}</div></td>'
+            f"<td>{'&#10003; ' if r['hits'] > 0 else ''}{html.escape(str(r['hit_observations']))}</td></tr>"
+        )
+    table.append("</table>")
+    truth = _labels_text(query_labels[dicom_id])
+    return (
+        f'<div class="query">{img_html}<div><h3>{html.escape(str(dicom_id))} (study {study_id})</h3>'
+        f'<div class="report"><b>Report:</b> {html.escape(reports.get(study_id, "(no report text)"))}</div>'
+        f'<div class="labels"><b>Labels:</b> {html.escape(truth)}</div>{"".join(table)}</div></div>'
+    )
 
 
 def write_gallery(
@@ -77,7 +100,7 @@ def write_gallery(
         predictions: rows of `evaluation.predictions_table` (dicom_id, study_id, rank, text, score,
             the 14 observations, hits, hit_observations).
         query_labels: dicom_id -> the query study's 14 labels.
-        reports: study_id -> ground-truth report text.
+        reports: study_id -> the query study's own report text (the query dataset's, whatever the bank's).
         image_reader: object with `.get(dicom_id) -> (S, S) uint8`, or None for a page without images.
     """
     out = Path(out_dir)
@@ -85,34 +108,8 @@ def write_gallery(
     thumbs.mkdir(parents=True, exist_ok=True)
     ids = pd.unique(predictions["dicom_id"])
     chosen = ids[choose_queries(len(ids), n, seed)] if len(ids) and n > 0 else ids[:0]
-    blocks = []
-    for dicom_id in chosen:
-        rows = predictions.loc[predictions["dicom_id"] == dicom_id].sort_values("rank")
-        study_id = int(rows["study_id"].iloc[0])
-        img_html = "<div>(no image)</div>"
-        if image_reader is not None:
-            try:
-                _save_thumbnail(image_reader.get(dicom_id), thumbs / f"{dicom_id}.png")
-                img_html = f'<img src="gallery/{html.escape(str(dicom_id))}.png" alt="query image {html.escape(str(dicom_id))}">'
-            except (KeyError, OSError, ValueError) as exc:
-                log.warning("gallery: image %s not shown: %s", dicom_id, exc)
-        table = ["<table><tr><th>rank</th><th>score</th><th>retrieved sentence</th><th>hits</th></tr>"]
-        for _, r in rows.iterrows():
-            labels = r[OBSERVATIONS].to_numpy(np.float64)
-            cls = ' class="hit"' if r["hits"] > 0 else ""
-            score = "" if pd.isna(r["score"]) else f"{r['score']:.3f}"
-            table.append(
-                f"<tr{cls}><td>{int(r['rank'])}</td><td>{score}</td><td>{html.escape(str(r['text']))}"
-                f'<div class="labels">{html.escape(_labels_text(labels))}</div></td>'
-                f"<td>{'&#10003; ' if r['hits'] > 0 else ''}{html.escape(str(r['hit_observations']))}</td></tr>"
-            )
-        table.append("</table>")
-        truth = _labels_text(query_labels[dicom_id])
-        blocks.append(
-            f'<div class="query">{img_html}<div><h3>{html.escape(str(dicom_id))} (study {study_id})</h3>'
-            f'<div class="report"><b>Report:</b> {html.escape(reports.get(study_id, "(no report text)"))}</div>'
-            f'<div class="labels"><b>Labels:</b> {html.escape(truth)}</div>{"".join(table)}</div></div>'
-        )
+    blocks = [_query_block(predictions.loc[predictions["dicom_id"] == dicom_id].sort_values("rank"), dicom_id,
+                           query_labels, reports, image_reader, thumbs) for dicom_id in chosen]
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)} gallery</title>"
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}: retrieved sentences</h1>"

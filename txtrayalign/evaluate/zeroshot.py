@@ -33,7 +33,7 @@ import pandas as pd
 
 from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
 from txtrayalign.errors import InputError
-from txtrayalign.evaluate.bootstrap import entry_cell, resample_counts
+from txtrayalign.evaluate.bootstrap import entry_cell, percentile_interval, resample_counts
 
 PAIR_TEMPLATE: tuple[str, str] = ("{}", "no {}")
 PROMPT_OVERRIDES: dict[str, tuple[str, str]] = {
@@ -144,14 +144,6 @@ def weighted_auroc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _interval(values: np.ndarray, alpha: float) -> tuple[float | None, float | None]:
-    values = values[~np.isnan(values)]
-    if not values.size:
-        return None, None
-    lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(lo), float(hi)
-
-
 def auroc_table(
     scores: np.ndarray,
     targets: np.ndarray,
@@ -195,14 +187,14 @@ def auroc_table(
             value = float(roc_auc_score(y, scores[keep, j]))
             if n_res:
                 boot[:, j] = weighted_auroc(scores[keep, j], y, counts[:, keep])
-        lo, hi = _interval(boot[:, j], alpha) if n_res and n_pos and n_neg else (None, None)
+        lo, hi = percentile_interval(boot[:, j], alpha) if n_res and n_pos and n_neg else (None, None)
         rows.append(dict(observation=name, auroc=value, ci_low=lo, ci_high=hi, n_positive=n_pos,
                          n_negative=n_neg, n_excluded=int((~keep).sum())))
     full = np.array([r["auroc"] for r in rows])
     for row_name, names in MEAN_ROWS.items():
         cols = [OBSERVATIONS.index(o) for o in names if not np.isnan(full[OBSERVATIONS.index(o)])]
         value = float(full[cols].mean()) if cols else np.nan
-        lo, hi = _interval(boot[:, cols].mean(axis=1), alpha) if cols and n_res else (None, None)
+        lo, hi = percentile_interval(boot[:, cols].mean(axis=1), alpha) if cols and n_res else (None, None)
         rows.append(dict(observation=row_name, auroc=value, ci_low=lo, ci_high=hi, n_positive=np.nan,
                          n_negative=np.nan, n_excluded=np.nan))
     table = pd.DataFrame(rows)

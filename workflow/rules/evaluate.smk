@@ -1,6 +1,12 @@
 # Embeddings, retrieval evaluation per experiment, and the summary across experiments.
 
-from txtrayalign.evaluate.rule_args import embed_options, evaluate_options
+from txtrayalign.rule_args import (
+    embed_options,
+    evaluation_settings,
+    headline_settings,
+    needs_validation_queries,
+    official_labels_option,
+)
 
 
 rule embed:
@@ -35,6 +41,42 @@ rule embed:
         "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
         " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
         " --query-split {params.query_split}"
+        " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
+        " --out-queries {output.queries} --log {log}"
+
+
+rule embed_validation:
+    """Embed the validation split's query images and reports, for the evaluations that select or
+    calibrate on it (requested only where `rule_args.needs_validation_queries` says so)."""
+    conda:
+        "../../envs/train.yaml"
+    input:
+        model=RESULTS / "models" / "{exp}" / "best.pt",
+        images=image_dir(DS) / "index.parquet",
+        images_table=DS / "index" / "images.parquet",
+        sections=DS / "text" / "sections.parquet",
+        split=query_split_table,
+    output:
+        queries=DS / "embeddings" / "{exp}" / "queries.validate.h5",
+    params:
+        model_dir=lambda w: model_dir(w.exp),
+        dtype=lambda w: evaluation(w)["dtype"],
+        batch_size=lambda w: evaluation(w)["batch_size"],
+        device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        code=CODE["embed"],
+    threads: 2
+    resources:
+        gpu=lambda w: min(1, EXPERIMENTS[w.exp]["gpus"]),
+        mem_mb=8000,
+        runtime=60,
+    log:
+        log_path("embed_validation", "{exp}", results=DS),
+    benchmark:
+        bench_path("embed_validation", "{exp}", results=DS)
+    shell:
+        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
+        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
+        " --query-split validate"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
         " --out-queries {output.queries} --log {log}"
 
@@ -93,6 +135,12 @@ rule evaluate_experiment:
         bank_sections=lambda w: bank_dir(w) / "text" / "sections.parquet",
         bank_report_labels=lambda w: bank_dir(w) / "labels" / "reports.parquet",
         images=image_dir(DS) / "index.parquet",
+        # the validation split's queries, for the evaluations that need them (rule embed_validation)
+        validation_queries=lambda w: (
+            [RESULTS_ROOT / w.dataset / "embeddings" / w.exp / "queries.validate.h5"]
+            if needs_validation_queries(EXPERIMENTS[w.exp])
+            else []
+        ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
         predictions=DS / "eval" / "{exp}" / "predictions.parquet",
@@ -127,16 +175,13 @@ rule evaluate_experiment:
             subcategory="{exp}",
         ),
     params:
-        k=lambda w: " ".join(str(k) for k in evaluation(w)["k"]),
-        bootstrap=lambda w: evaluation(w)["bootstrap"],
-        seed=lambda w: evaluation(w)["seed"],
-        query_labels=lambda w: evaluation(w).get("query_labels", "report"),
-        sample=lambda w: f"--sample {evaluation(w)['sample']}" if evaluation(w)["sample"] else "",
-        gallery=lambda w: evaluation(w)["gallery"],
-        out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
-        wider=lambda w: evaluate_options(
-            evaluation(w), config["labels"], config["summary"]["k"], DATASETS[w.dataset], DATASETS[w.dataset]["root"]
+        # every setting as one JSON object: a new evaluation.* key reaches its protocol as it is
+        settings=lambda w: evaluation_settings(evaluation(w), config["labels"], config["summary"]),
+        official=lambda w: official_labels_option(DATASETS[w.dataset], DATASETS[w.dataset]["root"]),
+        validation=lambda w, input: (
+            f"--validation-queries {input.validation_queries}" if input.validation_queries else ""
         ),
+        out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         code=CODE["evaluate"],
     threads: 2
     resources:
@@ -151,9 +196,7 @@ rule evaluate_experiment:
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
         " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
-        " --query-labels {params.query_labels} --k {params.k}"
-        " --bootstrap {params.bootstrap} --seed {params.seed} {params.sample}"
-        " --gallery {params.gallery} {params.wider}"
+        " {params.official} {params.validation} --settings {params.settings:q}"
         " --out-dir {params.out_dir} --log {log}"
 
 

@@ -54,10 +54,8 @@ rule score_validation:
     output:
         metrics=SWEEP_DIR / "validation" / "{exp}" / "metrics.json",
     params:
-        k=lambda w: " ".join(str(k) for k in evaluation(w)["k"]),
-        bootstrap=lambda w: evaluation(w)["bootstrap"],
-        seed=lambda w: evaluation(w)["seed"],
-        query_labels=lambda w: evaluation(w)["query_labels"],
+        # the sentence-level retrieval metrics only (rule_args.headline_settings, from evaluate.smk)
+        settings=lambda w: headline_settings(evaluation(w), config["labels"], config["summary"]),
         out_dir=lambda w: SWEEP_DIR / "validation" / w.exp,
         code=CODE["evaluate"],
     threads: 1
@@ -70,10 +68,7 @@ rule score_validation:
         "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
-        " --query-labels {params.query_labels} --k {params.k}"
-        " --bootstrap {params.bootstrap} --seed {params.seed} --gallery 0"
-        " --no-zeroshot --report-k --reference-section none --no-sensitivity"
-        " --experiment {wildcards.exp} --out-dir {params.out_dir} --log {log}"
+        " --settings {params.settings:q} --experiment {wildcards.exp} --out-dir {params.out_dir} --log {log}"
 
 
 checkpoint select_setting:

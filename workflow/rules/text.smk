@@ -1,6 +1,6 @@
 # Reports: sections and sentences, then CheXpert labels for reports and sentences.
 
-from txtrayalign.evaluate.rule_args import label_options
+from txtrayalign.rule_args import label_options
 
 
 rule sections:

@@ -1,0 +1,22 @@
+"""The evaluation protocols `evaluate()` runs after the sentence-level retrieval metrics, in order.
+
+A protocol is one module here (the contract: `txtrayalign.evaluate`'s docstring, docs/design.md
+"Adding an evaluation"); adding one is its module plus one line in `PROTOCOLS` (and its import).
+The order is that of metrics.json's sections, summary.md's sections and summary.csv's columns.
+"""
+
+from __future__ import annotations
+
+from . import (
+    label_sensitivity,
+    report_retrieval,
+    text_similarity,
+    zeroshot,
+)
+
+PROTOCOLS = (
+    zeroshot,
+    text_similarity,
+    report_retrieval,
+    label_sensitivity,
+)
