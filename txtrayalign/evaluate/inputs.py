@@ -312,5 +312,5 @@ def load_inputs(paths: Mapping[str, str | None], settings: Mapping, labels: Mapp
         prompts=Prompts(bank.prompt_embeddings, bank.prompts) if bank.prompt_embeddings is not None else None,
         truth=truth, validation_queries=validation,
         paths={key: str(paths[key]) for key in ("queries", "bank", "report_labels", "sentence_labels", "sentences",
-                                                 "sections") if paths.get(key) is not None},
+                                                 "sections", "patients") if paths.get(key) is not None},
     )

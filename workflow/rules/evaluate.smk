@@ -141,6 +141,10 @@ rule evaluate_experiment:
             if needs_validation_queries(EXPERIMENTS[w.exp])
             else []
         ),
+        # each query study's patient (rule demographics): the subgroups protocol
+        patients=lambda w: (
+            [RESULTS_ROOT / w.dataset / "index" / "patients.parquet"] if evaluation(w)["subgroups"]["enabled"] else []
+        ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
         predictions=DS / "eval" / "{exp}" / "predictions.parquet",
@@ -168,6 +172,18 @@ rule evaluate_experiment:
             category="Evaluation",
             subcategory="{exp}",
         ),
+        subgroups=report(
+            DS / "eval" / "{exp}" / "subgroups.png",
+            caption="../report/subgroups.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        prevalence=report(
+            DS / "eval" / "{exp}" / "prevalence.png",
+            caption="../report/prevalence.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
         gallery=report(
             DS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -181,6 +197,7 @@ rule evaluate_experiment:
         validation=lambda w, input: (
             f"--validation-queries {input.validation_queries}" if input.validation_queries else ""
         ),
+        patients=lambda w, input: f"--patients {input.patients}" if input.patients else "",
         out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         code=CODE["evaluate"],
     threads: 2
@@ -196,7 +213,7 @@ rule evaluate_experiment:
         " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
         " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
         " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
-        " {params.official} {params.validation} --settings {params.settings:q}"
+        " {params.official} {params.validation} {params.patients} --settings {params.settings:q}"
         " --out-dir {params.out_dir} --log {log}"
 
 

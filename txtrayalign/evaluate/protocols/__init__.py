@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import (
     label_sensitivity,
     report_retrieval,
+    subgroups,
     text_similarity,
     zeroshot,
 )
@@ -19,4 +20,5 @@ PROTOCOLS = (
     text_similarity,
     report_retrieval,
     label_sensitivity,
+    subgroups,
 )
