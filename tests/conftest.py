@@ -40,7 +40,7 @@ def synth_root(tmp_path_factory) -> Path:
 # test_slurm goes first: it mostly waits for SLURM, beside test_rerun's first group (which builds the
 # base run); its second group then finds that run built. Each worker holds the next unit in advance.
 LONG_MODULES = ("test_slurm.py", "test_rerun.py", "test_workflow_datasets.py", "test_cross_dataset.py",
-                "test_workflow.py", "test_train_run.py")
+                "test_workflow.py", "test_byo_table.py", "test_train_run.py")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:

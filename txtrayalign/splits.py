@@ -51,10 +51,10 @@ def check_patient_splits(images: pd.DataFrame, source: str = "images table") -> 
 def make_subset(images: pd.DataFrame, fraction: float, seed: int, source: str = "images table") -> pd.DataFrame:
     """Keep a seeded `fraction` of the training patients and every validate/test image."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"--fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"--fraction must be in (0, 1], got {fraction}")
     missing = [c for c in SPLIT_COLUMNS if c not in images.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}; need {SPLIT_COLUMNS}")
+        raise InputError(f"{source}: missing column(s) {missing}; need {SPLIT_COLUMNS}")
     images = images[SPLIT_COLUMNS].copy()
     images["split"] = images["split"].astype(str)
     check_patient_splits(images, source)

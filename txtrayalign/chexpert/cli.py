@@ -73,7 +73,7 @@ def _text_labeller(args: argparse.Namespace):
 def run_label(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        raise InputError(f"--workers must be at least 1, got {args.workers}")
     label = _text_labeller(args)
     sections = read_table(args.sections, "sections", columns=["subject_id", "study_id", "label_text"])
     sentences = read_table(args.sentences, "sentences", columns=["sentence_id", "study_id", "sentence"])
