@@ -32,6 +32,7 @@ INPUTS = {  # option -> (required, help); the keys of `inputs.load_inputs`' path
     "official_labels": (False, "the dataset's own study labels (parquet or its CSV): the official truth rows"),
     "patients": (False, "index/patients.parquet: each study's patient attributes (subgroups protocol)"),
     "validation_queries": (False, "embeddings/<exp>/queries.validate.h5: the validation split's queries"),
+    "train_queries": (False, "embeddings/<exp>/queries.train.h5: the training split's images (linear probe)"),
 }
 
 
