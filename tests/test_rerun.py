@@ -30,7 +30,8 @@ from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_c
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 EXPS = ("exp0", "exp1")
-DOWNSTREAM_OF_TRAIN = Counter(train=2, embed=2, embed_bank=2, evaluate_experiment=2, summarize=1, evaluate=1)
+DOWNSTREAM_OF_TRAIN = Counter(train=2, embed=2, embed_bank=2, embed_validation=2, evaluate_experiment=2, summarize=1,
+                              evaluate=1)  # embed_validation: the subgroup thresholds
 
 
 @dataclass
@@ -164,8 +165,8 @@ def test_one_experiments_learning_rate_reruns_only_that_experiment(pipeline):
     lr = changed["defaults"]["train"]["lr_image"]
     changed["experiments"]["exp1"] = {"train": {"lr_image": lr * 1.5}}
     res = pipeline.run("-n", cfg=changed)
-    assert planned_jobs(res) == Counter(train=1, embed=1, embed_bank=1, evaluate_experiment=1, summarize=1,
-                                        evaluate=1)
+    assert planned_jobs(res) == Counter(train=1, embed=1, embed_bank=1, embed_validation=1, evaluate_experiment=1,
+                                        summarize=1, evaluate=1)
     assert "models/exp1/best.pt" in res.stdout and "models/exp0/best.pt" not in res.stdout
 
 
@@ -296,7 +297,7 @@ class TestSplitAndCodeChanges:
         constants = checkout / "txtrayalign" / "constants.py"
         constants.write_text(constants.read_text() + "\n# an edit that changes nothing computed\n")
         jobs, logs = pipeline.apply(pipeline.cfg)
-        assert jobs == Counter(synth=1, index_dataset=1, images=10, merge_images=1, sections=1, label=1,
+        assert jobs == Counter(synth=1, index_dataset=1, demographics=1, images=10, merge_images=1, sections=1, label=1,
                                split=1) + DOWNSTREAM_OF_TRAIN
         after = snapshot(pipeline)
         for name in ("text/sections.parquet", "splits/full.parquet", "labels/reports.parquet"):
@@ -321,9 +322,10 @@ class TestDeletedAndDamagedFiles:
     @pytest.mark.parametrize("name, planned", [
         ("eval/exp0/metrics.json", Counter(evaluate_experiment=1)),
         ("embeddings/exp0/queries.h5", Counter(embed=1, evaluate_experiment=1)),
-        ("models/exp0/best.pt", Counter(train=1, embed=1, embed_bank=1, evaluate_experiment=1)),
+        ("models/exp0/best.pt", Counter(train=1, embed=1, embed_bank=1, embed_validation=1, evaluate_experiment=1)),
         ("labels/reports.parquet", Counter(label=1, evaluate_experiment=2)),
-        ("images/48/p13.h5", Counter(images=1, merge_images=1, train=2, embed=2, embed_bank=2, evaluate_experiment=2)),
+        ("images/48/p13.h5", Counter(images=1, merge_images=1, train=2, embed=2, embed_bank=2, embed_validation=2,
+                                     evaluate_experiment=2)),
     ])
     def test_a_deleted_file_is_planned_with_what_follows(self, pipeline, name, planned):
         path = pipeline.results / name

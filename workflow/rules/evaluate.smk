@@ -152,6 +152,10 @@ rule evaluate_experiment:
             if needs_train_queries(EXPERIMENTS[w.exp])
             else []
         ),
+        # each query study's patient (rule demographics): the subgroups protocol
+        patients=lambda w: (
+            [RESULTS_ROOT / w.dataset / "index" / "patients.parquet"] if evaluation(w)["subgroups"]["enabled"] else []
+        ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
         predictions=DS / "eval" / "{exp}" / "predictions.parquet",
@@ -183,6 +187,18 @@ rule evaluate_experiment:
         linear_probe=DS / "eval" / "{exp}" / "linear_probe.png",
         five_by_200_ids=DS / "eval" / "{exp}" / "five_by_200_ids.csv",
         linear_probe_ids=DS / "eval" / "{exp}" / "linear_probe_ids.csv",
+        subgroups=report(
+            DS / "eval" / "{exp}" / "subgroups.png",
+            caption="../report/subgroups.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        prevalence=report(
+            DS / "eval" / "{exp}" / "prevalence.png",
+            caption="../report/prevalence.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
         gallery=report(
             DS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -199,6 +215,7 @@ rule evaluate_experiment:
         train=lambda w, input: (
             f"--train-queries {shlex.quote(str(input.train_queries))}" if input.train_queries else ""
         ),
+        patients=lambda w, input: f"--patients {shlex.quote(str(input.patients))}" if input.patients else "",
         out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         code=CODE["evaluate"],
     threads: 2
@@ -214,7 +231,7 @@ rule evaluate_experiment:
         " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
         " --sentences {input.sentences:q} --sections {input.sections:q} --images-index {input.images:q}"
         " --bank-sections {input.bank_sections:q} --bank-report-labels {input.bank_report_labels:q}"
-        " {params.official} {params.validation} {params.train} --settings {params.settings:q}"
+        " {params.official} {params.validation} {params.train} {params.patients} --settings {params.settings:q}"
         " --out-dir {params.out_dir:q} --log {log:q}"
 
 
