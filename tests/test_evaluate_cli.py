@@ -1022,4 +1022,5 @@ def test_validation_queries_are_a_second_query_set_with_their_own_labels(embedde
     np.testing.assert_array_equal(validation.dicom_id, inputs.queries.dicom_id)
     expected = pd.read_parquet(paths["report_labels"]).set_index("study_id").loc[validation.study_id, OBSERVATIONS]
     np.testing.assert_array_equal(validation.labels, expected.to_numpy(np.float32))
-    assert not needs_validation_queries(resolve_experiment({}))  # no evaluation asks for them yet
+    assert needs_validation_queries(resolve_experiment({}))  # the subgroups protocol's thresholds
+    assert not needs_validation_queries(resolve_experiment({"evaluation": {"subgroups": {"enabled": False}}}))

@@ -14,6 +14,7 @@ import yaml
 from txtrayalign import settings, sweeps
 from txtrayalign.evaluate import EvaluationInputError
 from txtrayalign.evaluate.sweep_summary import (
+    metrics_by_experiment,
     seed_statistics,
     select_setting,
     sensitivity_tables,
@@ -111,7 +112,8 @@ def test_random_draws_are_seeded_prefix_stable_and_in_range():
         ({"grid": {"embed_dim": [8]}, "select": {"metric": "auc"}}, "'sweeps.x.select.metric' = 'auc'"),
         ({"grid": {"embed_dim": [8]}, "select": {"k": 3}}, "sweeps.x.select.k = 3 is not in the points' evaluation.k"),
         ({"grid": {"subset": ["half"]}}, "sweeps.x: subset = 'half' is not one of splits.subsets"),
-        ({"grid": {"evaluation.query_split": ["validate"]}}, "evaluation.query_split must be test"),
+        ({"base": {"evaluation": {"query_split": "validate"}}, "grid": {"embed_dim": [8]}}, "evaluation.query_split must be test"),
+        ({"grid": {"evaluation.k": [[1, 2]]}}, "'sweeps.x.grid.evaluation.k': not sweepable (a sweep compares settings under one evaluation"),
     ],
 )
 def test_bad_sweeps_are_named_by_key(spec, message):
@@ -184,7 +186,7 @@ def small_sweep(tmp_path: Path):
 
 def test_selection_takes_the_best_mean_over_seeds(tmp_path):
     sweep, paths = small_sweep(tmp_path)
-    selection = select_setting(sweep, [str(p) for p in paths])
+    selection = select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))
     assert selection["chosen"] == "lr__batch_size-32__lr_image-0.002" and selection["split"] == "validate"
     assert selection["chosen_experiments"] == [f"lr__batch_size-32__lr_image-0.002__seed-{s}" for s in (0, 1, 2)]
     by_setting = {s["setting"]: s for s in selection["settings"]}
@@ -192,7 +194,7 @@ def test_selection_takes_the_best_mean_over_seeds(tmp_path):
     assert by_setting["lr__batch_size-64__lr_image-0.002"]["sd"] == pytest.approx(0.0)
     assert by_setting["lr__batch_size-32__lr_image-0.004"]["sd"] == pytest.approx(0.15)
     with pytest.raises(EvaluationInputError, match="no validate metrics given for sweep point"):
-        select_setting(sweep, [str(p) for p in paths[1:]])
+        select_setting(sweep, metrics_by_experiment([str(p) for p in paths[1:]]))
     # precision@2 is f1 + 0.1 everywhere: the same choice; a tie goes to the first setting name
     tied = {**sweep, "points": [p for p in sweep["points"] if p["train.lr_image"] == 0.001]}
     paths_tied = [p for p in paths if "lr_image-0.001_" in str(p)]
@@ -200,12 +202,12 @@ def test_selection_takes_the_best_mean_over_seeds(tmp_path):
         m = json.loads(p.read_text())
         m["methods"]["model"]["k"]["2"]["f1"]["value"] = 0.5
         p.write_text(json.dumps(m))
-    assert select_setting(tied, [str(p) for p in paths_tied])["chosen"] == "lr__batch_size-32__lr_image-0.001"
+    assert select_setting(tied, metrics_by_experiment([str(p) for p in paths_tied]))["chosen"] == "lr__batch_size-32__lr_image-0.001"
 
 
 def test_sensitivity_table_per_key(tmp_path):
     sweep, paths = small_sweep(tmp_path)
-    table = pd.DataFrame(select_setting(sweep, [str(p) for p in paths])["settings"])
+    table = pd.DataFrame(select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))["settings"])
     tables = sensitivity_tables(table, sweep["keys"])
     lr = tables["train.lr_image"]
     assert list(lr.index) == ["0.001", "0.002", "0.004"] and list(lr.columns) == ["batch_size=32", "batch_size=64"]
@@ -215,7 +217,7 @@ def test_sensitivity_table_per_key(tmp_path):
 
 def test_report_gives_every_number_its_split_and_tests_only_the_chosen_setting(tmp_path):
     sweep, paths = small_sweep(tmp_path)
-    selection = select_setting(sweep, [str(p) for p in paths])
+    selection = select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))
     write_selection(selection, tmp_path / "selection.json")
     test_paths = [str(write_metrics(tmp_path / "test", e, f1)) for e, f1 in zip(selection["chosen_experiments"], (0.3, 0.32, 0.34), strict=True)]
     out = tmp_path / "out"
@@ -263,7 +265,7 @@ def test_dry_run_plans_one_job_per_shared_stage_and_one_training_per_point(tmp_p
     result = snakemake(tmp_path, "-n", "--cores", "2", config=sweep_run_config(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert jobs["train"] == jobs["embed_bank"] == jobs["embed_sweep_validation"] == jobs["score_validation"] == 18
+    assert jobs["train"] == jobs["embed_bank"] == jobs["embed_validation"] == 18
     assert all(jobs[stage] == 1 for stage in SHARED_STAGES), jobs
     assert jobs["images"] == len(GROUPS)  # one per shard, as for a single experiment
     assert jobs["select_setting"] == jobs["sweep_report"] == 1
@@ -289,22 +291,38 @@ class TestSweepRun:
         folder, _, _ = run
         results = folder / "results" / "tiny"
         selection = json.loads((results / "sweeps" / "lr" / "selection.json").read_text())
-        # recomputed from the validation metrics: the best mean F1@2 over seeds
-        means = {}
-        for path in (results / "sweeps" / "validation").glob("*/metrics.json"):
-            m = json.loads(path.read_text())
-            setting = m["experiment"].rsplit("__seed-", 1)[0]
-            means.setdefault(setting, []).append(m["methods"]["model"]["k"]["2"]["f1"]["value"])
-        assert len(means) == 6 and all(len(v) == 3 for v in means.values())
-        best = max(sorted(means), key=lambda s: sum(means[s]) / 3)
-        assert selection["chosen"] == best and selection["split"] == "validate"
+        assert selection["split"] == "validate" and len(selection["points"]) == 18
+        means = pd.DataFrame(selection["points"]).groupby("setting")["value"].mean()
+        assert len(means) == 6 and selection["chosen"] == means.idxmax()
+        best = selection["chosen"]
         tested = sorted(p.parent.name for p in (results / "eval").glob("*/metrics.json"))
-        assert tested == sorted(f"{best}__seed-{s}" for s in (0, 1, 2))
+        assert tested == sorted(f"{best}__seed-{s}" for s in (0, 1, 2))  # test: the chosen setting only
         summary = pd.read_csv(results / "sweeps" / "lr" / "summary.csv")
         assert set(summary.loc[summary["split"] == "test", "setting"]) == {best}
         md = (results / "sweeps" / "lr" / "summary.md").read_text()
         assert f"Chosen: **{best}**" in md and "mean ± sd over seeds" in md and "95% interval over seeds" in md
         assert (results / "sweeps" / "lr" / "sensitivity.png").stat().st_size > 1000
+
+    def test_validation_scoring_is_the_evaluations_headline_scoring(self, run):
+        """The sweep's scorer on a chosen point's test queries gives that point's metrics.json values."""
+        from txtrayalign.evaluate.cli import read_settings
+        from txtrayalign.evaluate.sweep_scoring import score_points
+        from txtrayalign.rule_args import headline_settings
+
+        folder, config, _ = run
+        results = folder / "results" / "tiny"
+        cfg = yaml.safe_load(config.read_text())
+        exp = json.loads((results / "sweeps" / "lr" / "selection.json").read_text())["chosen_experiments"][0]
+        evaluation = settings.resolve_experiment({}, "x", cfg["defaults"])["evaluation"]
+        scoring = read_settings(headline_settings(evaluation, settings.with_defaults(cfg)["labels"], {"k": 2}))
+        shared = {"report_labels": results / "labels" / "reports.parquet", "sentence_labels": results / "labels" / "sentences.parquet",
+                  "sentences": results / "text" / "sentences.parquet", "sections": results / "text" / "sections.parquet"}
+        scored, _ = score_points([{"experiment": exp}], [str(results / "embeddings" / exp / "queries.h5")],
+                                 [str(results / "embeddings" / exp / "bank.h5")], {k: str(v) for k, v in shared.items()}, scoring)[exp]
+        evaluated = json.loads((results / "eval" / exp / "metrics.json").read_text())
+        for k in ("1", "2"):
+            for name in ("flat_hit", "precision", "recall", "f1"):
+                assert scored["methods"]["model"]["k"][k][name] == evaluated["methods"]["model"]["k"][k][name]
 
     def test_a_changed_value_retrains_only_its_points(self, run, tmp_path):
         from workflow_helpers import planned_jobs, snakemake
@@ -314,6 +332,6 @@ class TestSweepRun:
         assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
         changed = sweep_run_config(tmp_path, lr_values=(0.001, 0.002, 0.008))
         jobs = planned_jobs(snakemake(folder, "-n", "--cores", "2", config=changed, timeout=300))
-        assert jobs["train"] == jobs["score_validation"] == 6  # lr 0.008 x 2 batch sizes x 3 seeds
+        assert jobs["train"] == jobs["embed_validation"] == 6  # lr 0.008 x 2 batch sizes x 3 seeds
         assert not any(jobs[stage] for stage in (*SHARED_STAGES, "images")), jobs
         assert jobs["select_setting"] == 1

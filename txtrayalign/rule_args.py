@@ -82,9 +82,9 @@ def needs_validation_queries(experiment: dict) -> bool:
     """Whether the evaluation of a resolved experiment reads the validation split's query embeddings
     (embeddings/<exp>/queries.validate.h5, rule embed_validation; `--validation-queries`).
 
-    False for now: subgroup evaluation and validation-based selection (sweeps) switch it on here, from
-    their `evaluation.*` settings."""
-    return False
+    Subgroup evaluation (`evaluation.subgroups.enabled`) reads them: its TPR/FPR and underdiagnosis
+    thresholds are chosen there. Validation-based selection (sweeps) switches it on here too."""
+    return bool(experiment["evaluation"]["subgroups"]["enabled"])
 
 
 def needs_train_queries(experiment: dict) -> bool:

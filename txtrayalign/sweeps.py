@@ -169,8 +169,12 @@ def _space_problems(name: str, spec: dict) -> list[str]:
             continue
         space = spec["grid"] if form == "grid" else spec["random"]["space"]
         for key, choice in space.items():
-            if key in ("train.seed", "name") or key.startswith("evaluate_on"):
+            if key == "train.seed":
                 found.append(f"'sweeps.{name}.{form}.{key}': not sweepable (seeds go in sweeps.{name}.seeds)")
+                continue
+            if key.split(".")[0] in ("evaluation", "evaluate_on"):
+                found.append(f"'sweeps.{name}.{form}.{key}': not sweepable (a sweep compares settings under one "
+                             f"evaluation: set it in sweeps.{name}.base)")
                 continue
             if isinstance(choice, list):
                 values = choice

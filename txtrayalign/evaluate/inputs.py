@@ -308,5 +308,5 @@ def load_inputs(paths: Mapping[str, str | None], settings: Mapping, labels: Mapp
         prompts=Prompts(bank.prompt_embeddings, bank.prompts),
         truth=truth, validation_queries=validation,
         paths={key: str(paths[key]) for key in ("queries", "bank", "report_labels", "sentence_labels", "sentences",
-                                                 "sections", "train_queries") if paths.get(key) is not None},
+                                                 "sections", "train_queries", "patients") if paths.get(key) is not None},
     )

@@ -51,13 +51,18 @@ def seed_statistics(values) -> dict:
     return out
 
 
-def point_scores(points: list[dict], metrics_paths: list[str], metric: str, k: int, split: str) -> pd.DataFrame:
-    """One row per point (sweep, setting, seed, experiment, swept values) with the metric's value and
-    bootstrap interval from its metrics.json (matched by the experiment recorded there)."""
-    by_exp = {}
+def metrics_by_experiment(metrics_paths: list[str]) -> dict[str, tuple[dict, str]]:
+    """experiment -> (metrics.json, its path), the experiment as recorded in the file."""
+    out = {}
     for path in metrics_paths:
         m = load_metrics(path)
-        by_exp[m.get("experiment") or Path(path).parent.name] = (m, str(path))
+        out[m.get("experiment") or Path(path).parent.name] = (m, str(path))
+    return out
+
+
+def point_scores(points: list[dict], by_exp: dict[str, tuple[dict, str]], metric: str, k: int, split: str) -> pd.DataFrame:
+    """One row per point (sweep, setting, seed, experiment, swept values) with the metric's value and
+    bootstrap interval from its metrics (`by_exp`: experiment -> (metrics, where they come from))."""
     rows = []
     for point in points:
         if point["experiment"] not in by_exp:
@@ -78,10 +83,11 @@ def setting_table(scores: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def select_setting(sweep: dict, metrics_paths: list[str]) -> dict:
-    """The selection record: every point's validation score, each setting's seed statistics, the choice."""
+def select_setting(sweep: dict, by_exp: dict[str, tuple[dict, str]]) -> dict:
+    """The selection record: every point's validation score, each setting's seed statistics, the choice
+    (`by_exp`: experiment -> (its validation metrics, where they come from))."""
     metric, k = sweep["metric"], sweep["k"]
-    scores = point_scores(sweep["points"], metrics_paths, metric, k, "validate")
+    scores = point_scores(sweep["points"], by_exp, metric, k, "validate")
     table = setting_table(scores, sweep["keys"])
     best = table.sort_values(["mean", "setting"], ascending=[False, True], kind="stable").iloc[0]
     return {
@@ -97,7 +103,8 @@ def test_table(selection: dict, metrics_paths: list[str]) -> pd.DataFrame:
     """The chosen setting's test metrics: one row per (seed, metric), each with its bootstrap interval."""
     points = [p for p in selection["points"] if p["setting"] == selection["chosen"]]
     points = [{c: p[c] for c in ("sweep", "setting", "seed", "experiment", *selection["keys"])} for p in points]
-    parts = [point_scores(points, metrics_paths, name, selection["k"], "test") for name in HEADLINE]
+    by_exp = metrics_by_experiment(metrics_paths)
+    parts = [point_scores(points, by_exp, name, selection["k"], "test") for name in HEADLINE]
     return pd.concat(parts, ignore_index=True)
 
 

@@ -39,11 +39,11 @@ rule embed:
     benchmark:
         bench_path("embed", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --images-index {input.images:q}"
+        " --images-table {input.images_table:q} --split {input.split:q} --sections {input.sections:q}"
         " --query-split {params.query_split}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --out-queries {output.queries} --log {log}"
+        " --out-queries {output.queries:q} --log {log:q}"
 
 
 rule embed_validation:
@@ -79,11 +79,11 @@ rule embed_validation:
     benchmark:
         bench_path("embed_{split}", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --images-index {input.images:q}"
+        " --images-table {input.images_table:q} --split {input.split:q} --sections {input.sections:q}"
         " --query-split {wildcards.split} {params.reports}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --out-queries {output.queries} --log {log}"
+        " --out-queries {output.queries:q} --log {log:q}"
 
 
 rule embed_bank:
@@ -119,11 +119,11 @@ rule embed_bank:
     benchmark:
         bench_path("embed_bank", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --split {input.split}"
-        " --sentences {input.sentences} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --split {input.split:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q}"
         " --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " {params.wider} --out-bank {output.bank} --log {log}"
+        " {params.wider} --out-bank {output.bank:q} --log {log:q}"
 
 
 rule evaluate_experiment:
@@ -151,6 +151,10 @@ rule evaluate_experiment:
             [RESULTS_ROOT / w.dataset / "embeddings" / w.exp / "queries.train.h5"]
             if needs_train_queries(EXPERIMENTS[w.exp])
             else []
+        ),
+        # each query study's patient (rule demographics): the subgroups protocol
+        patients=lambda w: (
+            [RESULTS_ROOT / w.dataset / "index" / "patients.parquet"] if evaluation(w)["subgroups"]["enabled"] else []
         ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
@@ -183,6 +187,18 @@ rule evaluate_experiment:
         linear_probe=DS / "eval" / "{exp}" / "linear_probe.png",
         five_by_200_ids=DS / "eval" / "{exp}" / "five_by_200_ids.csv",
         linear_probe_ids=DS / "eval" / "{exp}" / "linear_probe_ids.csv",
+        subgroups=report(
+            DS / "eval" / "{exp}" / "subgroups.png",
+            caption="../report/subgroups.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        prevalence=report(
+            DS / "eval" / "{exp}" / "prevalence.png",
+            caption="../report/prevalence.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
         gallery=report(
             DS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -194,9 +210,12 @@ rule evaluate_experiment:
         settings=lambda w: evaluation_settings(evaluation(w), config["labels"], config["summary"]),
         official=lambda w: official_labels_option(DATASETS[w.dataset], DATASETS[w.dataset]["root"]),
         validation=lambda w, input: (
-            f"--validation-queries {input.validation_queries}" if input.validation_queries else ""
+            f"--validation-queries {shlex.quote(str(input.validation_queries))}" if input.validation_queries else ""
         ),
-        train=lambda w, input: f"--train-queries {input.train_queries}" if input.train_queries else "",
+        train=lambda w, input: (
+            f"--train-queries {shlex.quote(str(input.train_queries))}" if input.train_queries else ""
+        ),
+        patients=lambda w, input: f"--patients {shlex.quote(str(input.patients))}" if input.patients else "",
         out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         code=CODE["evaluate"],
     threads: 2
@@ -208,12 +227,12 @@ rule evaluate_experiment:
     benchmark:
         bench_path("evaluate", "{exp}", results=DS)
     shell:
-        "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
-        " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
-        " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
-        " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
-        " {params.official} {params.validation} {params.train} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} --log {log}"
+        "txtrayalign evaluate --queries {input.queries:q} --bank {input.bank:q}"
+        " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q} --images-index {input.images:q}"
+        " --bank-sections {input.bank_sections:q} --bank-report-labels {input.bank_report_labels:q}"
+        " {params.official} {params.validation} {params.train} {params.patients} --settings {params.settings:q}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 rule summarize:
@@ -234,5 +253,5 @@ rule summarize:
     log:
         log_path("summarize"),
     shell:
-        "txtrayalign summarize --metrics {input} --k {params.k} --out-csv {output.csv}"
-        " --out-md {output.md} --log {log}"
+        "txtrayalign summarize --metrics {input:q} --k {params.k} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --log {log:q}"

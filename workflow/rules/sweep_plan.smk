@@ -30,8 +30,15 @@ def sweep_json(name):
     )
 
 
-def validation_metrics(name):
-    return [SWEEP_DIR / "validation" / exp / "metrics.json" for exp in SWEEPS[name].experiments]
+def sweep_files(name, file):
+    """Every point's embeddings/<exp>/<file>, in the order of the sweep's points."""
+    return [RESULTS / "embeddings" / point["experiment"] / file for point in SWEEPS[name].points()]
+
+
+def sweep_scoring_settings(name):
+    """The headline-only `--settings` of a sweep's validation scoring (its points share one evaluation)."""
+    first = next(iter(SWEEPS[name].experiments.values()))
+    return headline_settings(first["evaluation"], config["labels"], config["summary"])
 
 
 def chosen_test_metrics(wildcards):

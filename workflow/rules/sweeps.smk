@@ -1,97 +1,42 @@
-# Sweeps: every point is scored on the validation split; a checkpoint chooses each sweep's setting by
-# its mean validation metric over seeds, and only that setting's seeds are then evaluated on the test
-# split (evaluate_experiment), so no other point's test job exists at all. Preprocessing, labels and
-# splits are shared by every point: only training, embedding and scoring multiply.
+# Sweeps: every point's validation queries are embedded (embed_validation) and scored with the
+# evaluation's headline metrics; a checkpoint scores them all in one job and chooses each sweep's
+# setting by its mean validation metric over seeds. Only that setting's seeds are then evaluated on
+# the test split (evaluate_experiment), so no other point's test job exists at all. Preprocessing,
+# labels and splits are shared by every point: only training and embedding multiply.
 # Expansion and helpers: sweep_plan.smk.
 
 
-rule embed_sweep_validation:
-    """Embed the validation split's query images with a sweep point's best model."""
+checkpoint select_setting:
+    """Score every point of a sweep on the validation split (the evaluation's headline metrics) and
+    choose its setting: the best mean of the chosen metric over seeds."""
     conda:
         "../../envs/train.yaml"
     input:
-        model=RESULTS / "models" / "{exp}" / "best.pt",
-        images=image_dir() / "index.parquet",
-        images_table=RESULTS / "index" / "images.parquet",
-        sections=RESULTS / "text" / "sections.parquet",
-        split=lambda w: RESULTS / "splits" / f"{EXPERIMENTS[w.exp]['subset']}.parquet",
-    output:
-        queries=SWEEP_DIR / "validation" / "{exp}" / "queries.h5",
-    params:
-        model_dir=lambda w: model_dir(w.exp),
-        dtype=lambda w: evaluation(w)["dtype"],
-        batch_size=lambda w: evaluation(w)["batch_size"],
-        device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
-        code=CODE["embed"],
-    threads: 2
-    resources:
-        gpu=lambda w: min(1, EXPERIMENTS[w.exp]["gpus"]),
-        mem_mb=8000,
-        runtime=60,
-    log:
-        log_path("embed_sweep_validation", "{exp}"),
-    shell:
-        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
-        " --query-split validate"
-        " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --out-queries {output.queries} --log {log}"
-
-
-rule score_validation:
-    """A sweep point's headline retrieval scores (flat-hit, precision, recall, F1 at k, with bootstrap
-    intervals) on the validation queries: what the sweep selects on."""
-    conda:
-        "../../envs/train.yaml"
-    input:
-        queries=SWEEP_DIR / "validation" / "{exp}" / "queries.h5",
-        bank=RESULTS / "embeddings" / "{exp}" / "bank.h5",
+        queries=lambda w: sweep_files(w.sweep, "queries.validate.h5"),
+        banks=lambda w: sweep_files(w.sweep, "bank.h5"),
         report_labels=RESULTS / "labels" / "reports.parquet",
         sentence_labels=RESULTS / "labels" / "sentences.parquet",
         sentences=RESULTS / "text" / "sentences.parquet",
         sections=RESULTS / "text" / "sections.parquet",
-        images=image_dir() / "index.parquet",
-    output:
-        metrics=SWEEP_DIR / "validation" / "{exp}" / "metrics.json",
-    params:
-        # the sentence-level retrieval metrics only (rule_args.headline_settings, from evaluate.smk)
-        settings=lambda w: headline_settings(evaluation(w), config["labels"], config["summary"]),
-        out_dir=lambda w: SWEEP_DIR / "validation" / w.exp,
-        code=CODE["evaluate"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    log:
-        log_path("score_validation", "{exp}"),
-    shell:
-        "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
-        " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
-        " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
-        " --settings {params.settings:q} --experiment {wildcards.exp} --out-dir {params.out_dir} --log {log}"
-
-
-checkpoint select_setting:
-    """Choose a sweep's setting on the validation split (mean of the metric over seeds)."""
-    conda:
-        "../../envs/train.yaml"
-    input:
-        lambda w: validation_metrics(w.sweep),
     output:
         selection=SWEEP_DIR / "{sweep}" / "selection.json",
     params:
         sweep=lambda w: sweep_json(w.sweep),
+        settings=lambda w: sweep_scoring_settings(w.sweep),
         code=CODE["evaluate"],
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=4000,
+        runtime=30,
     wildcard_constraints:
         sweep="|".join(re.escape(name) for name in SWEEPS) or "(?!)",
     log:
         log_path("select_setting", "{sweep}"),
     shell:
-        "txtrayalign sweep-select --sweep-json {params.sweep:q} --validation-metrics {input}"
-        " --out {output.selection} --log {log}"
+        "txtrayalign sweep-select --sweep-json {params.sweep:q} --settings {params.settings:q}"
+        " --validation-queries {input.queries:q} --banks {input.banks:q}"
+        " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q}"
+        " --out {output.selection:q} --log {log:q}"
 
 
 rule sweep_report:
@@ -115,8 +60,8 @@ rule sweep_report:
     log:
         log_path("sweep_report", "{sweep}"),
     shell:
-        "txtrayalign sweep-report --selection {input.selection} --test-metrics {input.test}"
-        " --out-csv {output.csv} --out-md {output.md} --out-png {output.png} --log {log}"
+        "txtrayalign sweep-report --selection {input.selection:q} --test-metrics {input.test:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} --out-png {output.png:q} --log {log:q}"
 
 
 rule sweeps_all:

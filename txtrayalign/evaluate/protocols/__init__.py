@@ -13,6 +13,7 @@ from . import (
     label_sensitivity,
     linear_probe,
     report_retrieval,
+    subgroups,
     text_similarity,
     text_to_image,
     zeroshot,
@@ -27,4 +28,5 @@ PROTOCOLS = (
     text_to_image,
     five_by_200,
     linear_probe,
+    subgroups,
 )
