@@ -37,13 +37,18 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/checks.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/products.smk"
+
+
+# Each target asks for every file of its stage and of the stages before it (workflow/rules/products.smk):
+# a file deleted by hand, or removed by Snakemake after a failed job, is rebuilt by the same command.
 
 
 rule evaluate:
     """Every experiment trained, embedded and evaluated, with the summary table across them, and every
     sweep's summary (selected on validation, the chosen setting reported on test)."""
     input:
-        summary_outputs(),
+        evaluation_products(),
         sweep_outputs(),
     default_target: True
 
@@ -51,17 +56,22 @@ rule evaluate:
 rule train_all:
     """Every experiment's trained model."""
     input:
-        [model_dir(exp) / "best.pt" for exp in EXPERIMENTS],
+        model_products(),
 
 
 rule labels:
     """Report and sentence labels (CheXpert 14)."""
     input:
-        RESULTS / "labels" / "reports.parquet",
-        RESULTS / "labels" / "sentences.parquet",
+        label_products(),
 
 
 rule images_all:
     """Every image shard and their merged index."""
     input:
-        image_dir() / "index.parquet",
+        image_products(),
+
+
+rule index:
+    """The training dataset's index: images, studies and the problems between tables and disk."""
+    input:
+        index_products(),

@@ -169,3 +169,22 @@ def test_the_dry_run_names_a_yaml_mistake_in_the_workflow_config_file(tmp_path):
     result = snakemake(tmp_path, "-n", "--config", "dataset={root: [data", snakefile=tmp_path / "Snakefile")
     lines = _config_lines(result)
     assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("config: --config dataset={root: [data: not valid YAML")
+
+
+def test_check_config_reads_files_in_order_and_names_a_yaml_mistake(tmp_path, capsys):
+    """`txtrayalign check-config`: what Snakemake says only as "not valid JSON or YAML" for a
+    --configfile, with the file, line and column; valid files (later ones update earlier ones) pass."""
+    from txtrayalign.cli import main
+
+    (tmp_path / "a.yaml").write_text("dataset: {name: mine, root: /data, format: table, table: {file: p.csv}}\n")
+    (tmp_path / "b.yaml").write_text("experiments:\n  scratch: {}\n")
+    assert main(["check-config", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 0
+    assert capsys.readouterr().out.strip().endswith("valid; experiments: scratch")
+    (tmp_path / "bad.yaml").write_text("experiments:\n  scratch: {}\n train: 1\n")
+    assert main(["check-config", str(tmp_path / "a.yaml"), str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"txtrayalign check-config: error: {tmp_path / 'bad.yaml'}: not valid "
+                                               "YAML: line 3, column 2: ")
+    (tmp_path / "typo.yaml").write_text("images: {sise: 128}\n")
+    assert main(["check-config", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), str(tmp_path / "typo.yaml")]) == 2
+    assert "unknown key 'images.sise'" in capsys.readouterr().err

@@ -108,6 +108,6 @@ def test_the_mimic_to_iu_example_plans_one_training_and_two_evaluations(tmp_path
     result = snakemake(tmp_path, "--cores", "1", "-n", "evaluate", "--configfile", *configs)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
-    assert (jobs["train"], jobs["embed"], jobs["evaluate_experiment"], jobs["index"], jobs["summarize"]) == (
+    assert (jobs["train"], jobs["embed"], jobs["evaluate_experiment"], jobs["index_dataset"], jobs["summarize"]) == (
         1, 2, 2, 2, 1), jobs
     assert "results/iu-xray/eval/demo-cnn-bert/metrics.json" in result.stdout

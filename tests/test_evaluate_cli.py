@@ -151,6 +151,8 @@ def embed_args(paths: dict[str, Path], out: Path) -> list[str]:
         str(paths["sections"]),
         "--query-split",
         "test",
+        "--report-section",
+        "impression",
         "--bank-splits",
         "train,validate",
         "--dtype",
@@ -453,9 +455,12 @@ def test_bad_inputs_fail_with_clear_errors(embedded, tmp_path, case, capsys):
         emb = tmp_path / "emb"
         emb.mkdir()
         (emb / "queries.h5").write_bytes((root / "emb" / "queries.h5").read_bytes())
-        with h5py.File(emb / "bank.h5", "w") as f:
+        with h5py.File(emb / "bank.h5", "w") as f:  # the layout embed writes, without sentences
             f.create_dataset("embeddings", data=np.zeros((0, DIM), np.float32))
             f.create_dataset("sentence_id", data=np.zeros(0, np.int64))
+            f.create_dataset("text_count", data=np.zeros(0, np.int64))
+            f.create_dataset("prompt_embeddings", data=np.zeros((len(OBSERVATIONS), 2, DIM), np.float32))
+            f.attrs["prompts"] = "{}"
         expect = ["empty sentence bank", str(emb / "bank.h5")]
     args = evaluate_args(paths, emb, tmp_path / "out", **settings)
     assert main(args) == 2  # the CLI logs to stderr (setup_logging replaces the root handlers)
@@ -471,6 +476,9 @@ def test_empty_query_set_raises(embedded, tmp_path):
         f.create_dataset("embeddings", data=np.zeros((0, DIM), np.float32))
         f.create_dataset("dicom_id", data=np.zeros(0, dtype=object), dtype=h5py.string_dtype())
         f.create_dataset("study_id", data=np.zeros(0, np.int64))
+        f.create_dataset("view", data=np.zeros(0, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("report_embeddings", data=np.zeros((0, DIM), np.float32))
+        f.create_dataset("report_study_id", data=np.zeros(0, np.int64))
     settings = resolve_settings({})
     with pytest.raises(EvaluationInputError, match="empty query set.*queries.h5"):
         load_inputs(input_paths(paths, tmp_path / "queries.h5", root / "emb" / "bank.h5"),
@@ -1014,4 +1022,5 @@ def test_validation_queries_are_a_second_query_set_with_their_own_labels(embedde
     np.testing.assert_array_equal(validation.dicom_id, inputs.queries.dicom_id)
     expected = pd.read_parquet(paths["report_labels"]).set_index("study_id").loc[validation.study_id, OBSERVATIONS]
     np.testing.assert_array_equal(validation.labels, expected.to_numpy(np.float32))
-    assert not needs_validation_queries(resolve_experiment({}))  # no evaluation asks for them yet
+    assert needs_validation_queries(resolve_experiment({}))  # the subgroups protocol's thresholds
+    assert not needs_validation_queries(resolve_experiment({"evaluation": {"subgroups": {"enabled": False}}}))

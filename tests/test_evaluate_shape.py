@@ -21,6 +21,12 @@ def test_the_package_is_where_the_test_looks():
     assert {"evaluation.py", "inputs.py", "scoring.py", "protocols/__init__.py"} <= names
 
 
+def test_the_package_docstring_lists_every_module():
+    names = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {"protocols"}
+    unlisted = sorted(name for name in names if f"`{name}`" not in txtrayalign.evaluate.__doc__)
+    assert not unlisted, f"txtrayalign/evaluate/__init__.py does not list {unlisted}"
+
+
 def test_no_module_is_over_the_limit():
     long = {p.relative_to(PACKAGE).as_posix(): n for p in modules()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}

@@ -420,6 +420,7 @@ def test_too_many_skips_fail_and_leave_no_shard(tmp_path, tiny_root):
 
 def test_exception_mid_loop_leaves_no_shard(tmp_path, tiny_root, monkeypatch):
     import txtrayalign.images.shards as shards
+    from txtrayalign.images.preprocess import load_preprocessed_with_note
 
     root, _ = tiny_root
     calls = []
@@ -428,9 +429,9 @@ def test_exception_mid_loop_leaves_no_shard(tmp_path, tiny_root, monkeypatch):
         calls.append(path)
         if len(calls) == 3:
             raise KeyboardInterrupt("interrupted mid-shard")
-        return load_preprocessed(path, *args, **kwargs)
+        return load_preprocessed_with_note(path, *args, **kwargs)
 
-    monkeypatch.setattr(shards, "load_preprocessed", flaky)
+    monkeypatch.setattr(shards, "load_preprocessed_with_note", flaky)
     with pytest.raises(KeyboardInterrupt):
         cli_main(_shard_args(tmp_path, root, "p10.h5", "--max-skipped-share", "0.5"))
     assert len(calls) == 3
@@ -445,14 +446,14 @@ def test_sigkill_mid_shard_leaves_nothing_that_looks_finished(tmp_path, tiny_roo
         import sys, time
         from pathlib import Path
         import txtrayalign.images.shards as shards
-        real, seen = shards.load_preprocessed, []
+        real, seen = shards.load_preprocessed_with_note, []
         def slow(*a, **k):
             seen.append(1)
             if len(seen) == 3:
                 Path({str(marker)!r}).write_text("2 images written")
                 time.sleep(60)
             return real(*a, **k)
-        shards.load_preprocessed = slow
+        shards.load_preprocessed_with_note = slow
         from txtrayalign.cli import main
         sys.exit(main({_shard_args(tmp_path, root, "p10.h5", "--max-skipped-share", "0.5")!r}))
     """)
@@ -732,3 +733,57 @@ def test_image_commands_end_bad_input_in_one_line(tmp_path, tiny_root, capsys):
         err = [line for line in capsys.readouterr().err.splitlines() if " error: " in line or "Traceback" in line]
         assert len(err) == 1 and err[0].startswith(start), (argv, err)
     assert not any((tmp_path / name).exists() for name in ("p10.h5", "i.parquet", "x.png"))
+
+
+def test_odd_geometry_is_stored_and_logged_with_its_reason(tmp_path, caplog):
+    """A 1x1 image and a 6000x200 one decode, so they are stored; before, without a word (the latter
+    keeps only the middle 3% of its long side). Now the shard's log names each with the reason."""
+    import logging
+
+    from txtrayalign.images.resize import odd_geometry
+    from txtrayalign.images.shards import ShardSettings, write_shard
+
+    assert odd_geometry(1, 1, 32) == "1x1 pixels: upsampled to 32x32, it holds almost no detail"
+    assert odd_geometry(200, 6000, 32) == "aspect ratio 30.0: center_crop keeps only the middle 3% of its long side"
+    assert odd_geometry(6000, 200, 32, "pad") == "aspect ratio 30.0: the image fills 3% of the padded square"
+    assert odd_geometry(2500, 2000, 32) == "" and odd_geometry(20, 20, 16) == ""  # a chest film; small but > S
+    root = tmp_path / "root"
+    root.mkdir()
+    Image.fromarray(np.full((1, 1), 128, np.uint8)).save(root / "dot.png")
+    Image.fromarray(np.tile(np.arange(200, dtype=np.uint8)[:, None], (1, 6000))).save(root / "strip.png")
+    Image.fromarray((chest_phantom(120, 100) * 255).astype(np.uint8)).save(root / "chest.png")
+    rows = pd.DataFrame({"dicom_id": ["dot", "strip", "chest"], "path": ["dot.png", "strip.png", "chest.png"]})
+    caplog.set_level(logging.WARNING, logger="txtrayalign")
+    written, skipped = write_shard(rows, root, tmp_path / "p10.h5", ShardSettings(size=32))
+    assert written == 3 and skipped.empty
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["stored dot.png, but: 1x1 pixels: upsampled to 32x32, it holds almost no detail",
+                        "stored strip.png, but: aspect ratio 30.0: center_crop keeps only the middle 3% of its "
+                        "long side"]
+
+
+def test_a_truncated_shard_is_named_with_the_next_step(tmp_path, tiny_root, capsys):
+    """Before: "not an HDF5 image shard (...)" from merge-images and an h5py traceback in training,
+    with no next step. Now one line naming the shard and how to rebuild it (the workflow rebuilds a
+    deleted shard with the same command: tests/test_rerun.py)."""
+    from txtrayalign.train.data import shards_fingerprint
+
+    root, _ = tiny_root
+    out = tmp_path / "images" / "32"
+    out.mkdir(parents=True)
+    assert cli_main(_shard_args(tmp_path, root, "images/32/p10.h5", "--max-skipped-share", "0.5")) == 0
+    merge = ["merge-images", "--shards", str(out / "p10.h5"), "--skipped", str(out / "p10.skipped.parquet"),
+             "--out-index", str(out / "index.parquet"), "--out-skipped", str(out / "skipped.parquet")]
+    assert cli_main(merge) == 0
+    data = (out / "p10.h5").read_bytes()
+    (out / "p10.h5").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert cli_main(merge) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"txtrayalign merge-images: error: {out / 'p10.h5'}: not a readable "
+                                               "HDF5 image shard ("), err
+    assert err[0].endswith("delete it and rerun the same snakemake command, which rebuilds it")
+    with pytest.raises(Exception, match="p10.h5: not a readable HDF5 image shard"):
+        shards_fingerprint(out / "index.parquet")  # what training reads first
+    with pytest.raises(Exception, match="p10.h5: not a readable HDF5 image shard"):
+        ShardReader(out / "index.parquet").get("a1")

@@ -10,15 +10,9 @@ import pytest
 
 from txtrayalign import constants as C
 from txtrayalign.cli import main as cli_main
+from txtrayalign.datasets.indexed import IMAGE_COLUMNS, PROBLEM_COLUMNS, STUDY_COLUMNS, TableError, hash_split
 from txtrayalign.errors import InputError
-from txtrayalign.index import (
-    IMAGE_COLUMNS,
-    PROBLEM_COLUMNS,
-    STUDY_COLUMNS,
-    TableError,
-    build_index,
-    hash_split,
-)
+from txtrayalign.index import build_index
 
 # (subject, study, dicom_id) of a tiny dataset: 3 patients in 2 groups
 IMAGES = [

@@ -21,9 +21,10 @@ from PIL import Image
 
 from txtrayalign import constants as C
 from txtrayalign.cli import main as cli_main
+from txtrayalign.datasets.indexed import IMAGE_COLUMNS, PROBLEM_COLUMNS, STUDY_COLUMNS, hash_split
 from txtrayalign.datasets.iu import report_text
 from txtrayalign.errors import InputError
-from txtrayalign.index import IMAGE_COLUMNS, PROBLEM_COLUMNS, STUDY_COLUMNS, build_index, hash_split
+from txtrayalign.index import build_index
 from txtrayalign.openi import read_openi_report
 from txtrayalign.text.cli import build_tables
 

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from txtrayalign.chexpert.cli import read_official
+from txtrayalign.chexpert.files import read_official
 from txtrayalign.cli import main as cli_main
 from txtrayalign.constants import OBSERVATIONS
+from txtrayalign.datasets.indexed import IMAGE_COLUMNS, STUDY_COLUMNS, hash_split
 from txtrayalign.errors import InputError
-from txtrayalign.index import IMAGE_COLUMNS, STUDY_COLUMNS, build_index, hash_split
+from txtrayalign.index import build_index
 from txtrayalign.text.cli import build_tables
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from txtrayalign.chexpert import compare, label_unique
-from txtrayalign.chexpert.cli import read_reports_csv
+from txtrayalign.chexpert.files import read_reports_csv
 from txtrayalign.cli import main
 from txtrayalign.constants import OBSERVATIONS
 from txtrayalign.errors import InputError

@@ -30,7 +30,8 @@ from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config, write_c
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 EXPS = ("exp0", "exp1")
-DOWNSTREAM_OF_TRAIN = Counter(train=2, embed=2, embed_bank=2, evaluate_experiment=2, summarize=1, evaluate=1)
+DOWNSTREAM_OF_TRAIN = Counter(train=2, embed=2, embed_bank=2, embed_validation=2, evaluate_experiment=2, summarize=1,
+                              evaluate=1)  # embed_validation: the subgroup thresholds
 
 
 @dataclass
@@ -164,8 +165,8 @@ def test_one_experiments_learning_rate_reruns_only_that_experiment(pipeline):
     lr = changed["defaults"]["train"]["lr_image"]
     changed["experiments"]["exp1"] = {"train": {"lr_image": lr * 1.5}}
     res = pipeline.run("-n", cfg=changed)
-    assert planned_jobs(res) == Counter(train=1, embed=1, embed_bank=1, evaluate_experiment=1, summarize=1,
-                                        evaluate=1)
+    assert planned_jobs(res) == Counter(train=1, embed=1, embed_bank=1, embed_validation=1, evaluate_experiment=1,
+                                        summarize=1, evaluate=1)
     assert "models/exp1/best.pt" in res.stdout and "models/exp0/best.pt" not in res.stdout
 
 
@@ -296,7 +297,7 @@ class TestSplitAndCodeChanges:
         constants = checkout / "txtrayalign" / "constants.py"
         constants.write_text(constants.read_text() + "\n# an edit that changes nothing computed\n")
         jobs, logs = pipeline.apply(pipeline.cfg)
-        assert jobs == Counter(synth=1, index=1, images=10, merge_images=1, sections=1, label=1,
+        assert jobs == Counter(synth=1, index_dataset=1, demographics=1, images=10, merge_images=1, sections=1, label=1,
                                split=1) + DOWNSTREAM_OF_TRAIN
         after = snapshot(pipeline)
         for name in ("text/sections.parquet", "splits/full.parquet", "labels/reports.parquet"):
@@ -306,3 +307,101 @@ class TestSplitAndCodeChanges:
             assert same_weights(before[exp]["weights"], after[exp]["weights"]), exp
             assert np.array_equal(before[exp]["queries"], after[exp]["queries"]), exp
             assert after[exp]["metrics"] == before[exp]["metrics"], exp
+
+
+class TestDeletedAndDamagedFiles:
+    """Issue 27's first two cases on a third copy of the base run: a file deleted by hand or removed by
+    Snakemake after a failed job is rebuilt by the same command (before: "Nothing to be done" under the
+    existing summary), and a damaged one is named by the job that reads it, then healed."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
+        return copy_of(base, tmp_path_factory.mktemp("rerun-damage") / "work")
+
+    @pytest.mark.parametrize("name, planned", [
+        ("eval/exp0/metrics.json", Counter(evaluate_experiment=1)),
+        ("embeddings/exp0/queries.h5", Counter(embed=1, evaluate_experiment=1)),
+        ("models/exp0/best.pt", Counter(train=1, embed=1, embed_bank=1, embed_validation=1, evaluate_experiment=1)),
+        ("labels/reports.parquet", Counter(label=1, evaluate_experiment=2)),
+        ("images/48/p13.h5", Counter(images=1, merge_images=1, train=2, embed=2, embed_bank=2, embed_validation=2,
+                                     evaluate_experiment=2)),
+    ])
+    def test_a_deleted_file_is_planned_with_what_follows(self, pipeline, name, planned):
+        path = pipeline.results / name
+        aside = path.with_name(path.name + ".aside")
+        path.rename(aside)
+        try:
+            assert pipeline.dry_run() == planned + Counter(summarize=1, evaluate=1)
+        finally:
+            aside.rename(path)
+        assert pipeline.dry_run() == Counter()
+
+    def test_the_readme_stage_targets_run_and_rebuild_what_they_cover(self, pipeline):
+        """`snakemake index` (a README example) failed: "Target rules may not contain wildcards"."""
+        config = pipeline.work / "config.yaml"
+        for target in ("index", "images_all", "labels", "train_all"):
+            res = snakemake(pipeline.work, "--cores", "2", "-n", target, config=config)
+            assert res.returncode == 0 and planned_jobs(res) == Counter(), (target, res.stderr[-2000:])
+        studies = pipeline.results / "index" / "studies.parquet"
+        studies.rename(studies.with_name("aside"))
+        try:
+            res = snakemake(pipeline.work, "--cores", "2", "-n", "index", config=config)
+            assert planned_jobs(res) == Counter(index_dataset=1, index=1), res.stdout[-2000:]
+        finally:
+            studies.with_name("aside").rename(studies)
+
+    def test_damaged_labels_and_model_are_named_then_rebuilt_by_the_same_command(self, pipeline):
+        r = pipeline.results
+        before = snapshot(pipeline)
+        for name in ("labels/reports.parquet", "models/exp1/best.pt"):
+            data = (r / name).read_bytes()
+            (r / name).write_bytes(data[: len(data) // 3])  # cut short in place (a full disk, a killed copy)
+        failed = pipeline.run("--keep-going")  # every job that can fail does, each saying why
+        text = failed.stdout + failed.stderr
+        assert failed.returncode != 0
+        assert "exp1/best.pt is not a readable checkpoint" in text and "delete it and rerun" in text
+        assert "labels/reports.parquet" in text
+        # Snakemake removed the failed jobs' outputs; the summary still exists, but is not taken as current
+        assert not (r / "eval" / "exp0" / "metrics.json").exists() and (r / "eval" / "summary.md").exists()
+        assert pipeline.dry_run()["evaluate_experiment"] == 2
+        # the way out the messages give: delete the damaged files, run the same command
+        (r / "labels" / "reports.parquet").unlink()
+        (r / "models" / "exp1" / "best.pt").unlink()
+        jobs, logs = pipeline.apply(pipeline.cfg)
+        assert jobs == Counter(label=1, train=1, embed=1, embed_bank=1, evaluate_experiment=2, summarize=1,
+                               evaluate=1)
+        assert "restored from its copy .best.pt" in logs["exp1"] and "starting over" not in logs["exp1"]
+        after = snapshot(pipeline)
+        assert after["labels/reports.parquet"] == before["labels/reports.parquet"]
+        for exp in EXPS:
+            assert same_weights(before[exp]["weights"], after[exp]["weights"]), exp
+            assert after[exp]["metrics"] == before[exp]["metrics"], exp
+
+    def test_a_stale_lock_after_kill_9_is_named_with_its_way_out(self, pipeline):
+        """kill -9 leaves Snakemake's lock: the next run says --unlock (as the README does); then it runs."""
+        import os
+        import signal
+        import subprocess
+        import sys
+        import time
+
+        locks = pipeline.work / ".snakemake" / "locks"
+        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(pipeline.snakefile), "--directory",
+               str(pipeline.work), "--cores", "1", "--forcerun", "summarize", "evaluate", "--configfile",
+               str(pipeline.work / "config.yaml")]
+        proc = subprocess.Popen(cmd, cwd=pipeline.work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not any(locks.glob("*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert any(locks.glob("*")), "the run was killed while it held its lock"
+        locked = pipeline.run()
+        assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+        assert "--unlock" in (ROOT / "README.md").read_text()
+        assert pipeline.run("--unlock").returncode == 0
+        res = pipeline.run()
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert pipeline.dry_run() == Counter()

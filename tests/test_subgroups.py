@@ -228,3 +228,60 @@ def test_rare_against_common_and_the_summary():
     assert "suppressed (< 20)" in text
     cols = summary_columns(result)
     assert {"subgroups_flagged", "worst_group_auroc_mean_gap", "rare_minus_common_auroc"} <= set(cols)
+
+
+def test_the_protocol_inside_evaluate(tmp_path):
+    """`evaluate()` with the subgroups protocol: patients from index/patients.parquet, thresholds from the
+    validation queries, prevalence from the training studies; the summary section and the figures."""
+    from txtrayalign.evaluate.context import resolve_settings
+    from txtrayalign.evaluate.evaluation import evaluate
+    from txtrayalign.evaluate.inputs import EvaluationInputs, Prompts, Queries, SentenceBank, Truth
+    from txtrayalign.evaluate.protocols import subgroups as protocol
+
+    rng = np.random.default_rng(7)
+    d, n, m = 16, 160, 300
+
+    def unit(rows):
+        x = rng.standard_normal((rows, d)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def queries(count, first):
+        study = np.arange(count) + first
+        labels, _, _, _ = _data(rng, count)
+        return Queries(dicom_id=np.array([f"d{s}" for s in study], dtype=object), study_id=study,
+                       view=np.full(count, "", dtype=object), embeddings=unit(count), labels=labels,
+                       labels_from="report", sections=None, report_embeddings=np.zeros((0, d), np.float32),
+                       report_study_id=np.zeros(0, np.int64), path="queries.h5")
+
+    test, validate = queries(n, 50_000_000), queries(60, 51_000_000)
+    patients = _patients(rng, n).assign(study_id=test.study_id)
+    patients.to_parquet(tmp_path / "patients.parquet")
+    train = np.arange(400) + 52_000_000
+    all_studies = np.r_[train, test.study_id]
+    report_labels = pd.DataFrame({"study_id": all_studies, **{o: rng.choice([1.0, 0.0, np.nan], all_studies.size)
+                                                              for o in OBSERVATIONS}})
+    report_labels.loc[: train.size - 1, "Fracture"] = np.r_[1.0, np.zeros(train.size - 1)]  # rare: 1 in 400
+    report_labels.to_parquet(tmp_path / "reports.parquet")
+    pd.DataFrame({"study_id": all_studies, "split": ["train"] * train.size + ["test"] * n,
+                  "train_text": "x"}).to_parquet(tmp_path / "sections.parquet")
+    bank = SentenceBank(embeddings=unit(m), sentence_id=np.arange(m), texts=np.array([f"s{i}" for i in range(m)], dtype=object),
+                        labels=rng.choice([1.0, 0.0, np.nan], (m, 14)).astype(np.float32),
+                        text_count=np.ones(m, np.int64), labelled_by="chexpert", path="bank.h5")
+    inputs = EvaluationInputs(
+        experiment="exp", queries=test, sentence_bank=bank, report_bank=None,
+        prompts=Prompts(unit(28).reshape(14, 2, d), {}), truth=Truth({"chexpert": test.labels}),
+        validation_queries=validate,
+        paths={"patients": str(tmp_path / "patients.parquet"), "sections": str(tmp_path / "sections.parquet"),
+               "report_labels": str(tmp_path / "reports.parquet")})
+    off = {name: {"enabled": False} for name in ("report_retrieval", "text_metrics", "sensitivity")}
+    settings = resolve_settings({"evaluation": {"k": [1, 2], "bootstrap": 40, **off, "subgroups": {"min_size": 10}},
+                                 "summary": {"k": 2}})
+    result = evaluate(inputs, settings).metrics["subgroups"]
+    assert result["settings"]["threshold_from"].startswith("validation")
+    assert result["settings"]["intersections"] == ["age×sex", "race×sex"]
+    assert {("sex", "F"), ("sex", "M"), ("insurance", "Medicaid")} <= {(g["attribute"], g["group"]) for g in result["groups"]}
+    assert result["rare_common"]["rare"] == ["Fracture"]
+    assert "## Subgroups" in protocol.summary_section([("exp", result)], 2)
+    written = protocol.figures(result, tmp_path, "exp")
+    assert [p.name for p in written] == ["subgroups.png", "prevalence.png", "subgroups.csv"]
+    assert all(p.stat().st_size > 0 for p in written)

@@ -59,7 +59,7 @@ def test_schema_defaults_are_the_demo_defaults():
 def test_dry_run_plans_every_stage(tmp_path):
     res = _dry_run(tmp_path)
     assert res.returncode == 0, res.stderr
-    for rule in ("synth", "index", "images", "merge_images", "sections", "label", "split",
+    for rule in ("synth", "index_dataset", "images", "merge_images", "sections", "label", "split",
                  "train", "embed", "evaluate_experiment", "summarize"):
         assert f"rule {rule}:" in res.stdout + res.stderr, rule
 

@@ -61,6 +61,8 @@ def test_evaluate_on_a_synthetic_open_i_tree(tmp_path):
     sections = pd.read_parquet(results / "text" / "sections.parquet")
     assert (sections["label_text"] != "").all() and len(sections) == 80 - 2
     assert summary["experiment"].tolist() == ["iu-cnn-bert"] and metrics
+    assert metrics["subgroups"]["groups"] == [] and "IU X-ray has no patient" in metrics["subgroups"]["demographics"]["absent"]
+    assert "No demographics: IU X-ray has no patient identifiers" in (results / "eval" / "summary.md").read_text()
 
 
 def test_evaluate_on_a_table_of_pairs_with_its_labels(tmp_path):
@@ -76,17 +78,27 @@ def test_evaluate_on_a_table_of_pairs_with_its_labels(tmp_path):
     pairs["file"] = pairs["path"].str.replace(".dcm", ".jpg")
     pairs["patient"] = "patient-" + pairs["subject_id"].astype(str)
     pairs["report_text"] = [(data / p).read_text(encoding="utf-8") for p in pairs["report"]]
+    people = pd.read_csv(data / "mimic-iv/hosp/patients.csv.gz").set_index("subject_id")  # CheXpert-style columns
+    pairs["Sex"] = pairs["subject_id"].map(people["gender"]).map({"F": "Female", "M": "Male"})
+    pairs["Age"] = pairs["subject_id"].map(people["anchor_age"])
     pairs = pairs.drop(columns=["path", "report", "subject_id", "dicom_id"])
     pairs.to_parquet(tmp_path / "pairs.parquet")
     dataset = {"name": "pairs", "root": str(data), "format": "table", "synthetic": {"enabled": False},
                "table": {"file": str(tmp_path / "pairs.parquet"),
                          "columns": {"image": "file", "patient_id": "patient", "view": "ViewPosition"}}}
     cfg = {**tiny_config(), **shrunk(dataset), "labels": {"source": "official"}}
+    cfg["defaults"]["evaluation"]["subgroups"] = {"min_size": 1}
+    cfg["text"] = {**cfg.get("text", {}), "train_section": "auto"}  # 5 of the 60 twin reports have no impression
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     result = snakemake(tmp_path, "--cores", "2", "evaluate", "--configfile", str(config))
     results = tmp_path / "results" / "pairs"
-    check_run(result, results)
+    _, metrics = check_run(result, results)
+    # a table with sex and age columns gets the subgroup section (no race, no insurance there)
+    assert metrics["subgroups"]["demographics"]["columns"] == {"sex": "Sex", "age": "Age"}
+    assert {g["attribute"] for g in metrics["subgroups"]["groups"]} == {"sex", "age", "age×sex"}
+    summary_md = (results / "eval" / "summary.md").read_text()
+    assert "## Subgroups" in summary_md and "| **sex** | all |" in summary_md and "| **age** | all |" in summary_md
     images = pd.read_parquet(results / "index" / "images.parquet")
     assert len(images) == len(record) and set(images["split"]) == set(split["split"])
     by_view = dict(zip(images["path"], images["view"], strict=True))

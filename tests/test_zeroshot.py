@@ -132,7 +132,8 @@ def test_end_to_end_with_a_text_encoder_and_json(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     one_class = zeroshot.zeroshot_evaluation(images, np.ones((80, 14)), prompt_emb=prompt, n_boot=5)
     assert one_class["auroc"]["Edema"] == {"value": None, "ci_low": None, "ci_high": None,
-                                          "n_positive": 80, "n_negative": 0, "n_excluded": 0}
+                                          "n_positive": 80, "n_negative": 0, "n_excluded": 0,
+                                          "resamples_left_out": 0, "prompt_inverted": False}
     assert one_class["mean"]["value"] is None
     zeroshot.plot_auroc(one_class, tmp_path / "none.png")
 

@@ -25,6 +25,7 @@ def tiny_config(experiments: int = 1, studies: int = 80) -> dict:
     cfg["defaults"]["text_encoder"]["vocab_size"] = 500
     cfg["defaults"]["embed_dim"] = 32
     cfg["defaults"]["evaluation"].update(k=[1, 2], bootstrap=50, gallery=2, batch_size=64)
+    cfg["defaults"]["evaluation"]["linear_probe"] = {"enabled": False}  # the demo's probe embeds the training images too
     cfg["experiments"] = {f"exp{i}": {} for i in range(experiments)}
     return cfg
 

@@ -8,6 +8,7 @@ one of these keys reruns that rule.
 - `embed_options(evaluation)`: what the embed stage embeds beside images and sentences.
 - `evaluation_settings(evaluation, labels, summary)`: the evaluate command's `--settings` JSON;
   `headline_settings(...)`: the same with every protocol off (sentence-level metrics only).
+- `needs_train_queries(experiment)`: whether its evaluation reads the training images' embeddings.
 - `official_labels_option(dataset, data_root)`: `--official-labels` when the dataset ships its table.
 - `needs_validation_queries(experiment)`: whether its evaluation reads the validation split's queries.
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+
+from txtrayalign.constants import CHEXPERT_TABLE
 
 
 def embed_options(evaluation: dict) -> str:
@@ -69,7 +72,7 @@ def official_labels_option(dataset: dict, data_root: str | Path) -> str:
     """`--official-labels` with MIMIC-CXR's own table when the dataset folder holds it (raw data, there
     before the run, so the decision is stable); none for a table dataset, whose labels the index stage
     writes (with `labels.source: official` the report labels are the official ones already)."""
-    path = Path(data_root) / "mimic-cxr-2.0.0-chexpert.csv.gz"
+    path = Path(data_root) / CHEXPERT_TABLE
     if dataset.get("format") == "table" or not path.is_file():
         return ""
     return f"--official-labels {shlex.quote(str(path))}"
@@ -79,6 +82,12 @@ def needs_validation_queries(experiment: dict) -> bool:
     """Whether the evaluation of a resolved experiment reads the validation split's query embeddings
     (embeddings/<exp>/queries.validate.h5, rule embed_validation; `--validation-queries`).
 
-    False for now: subgroup evaluation and validation-based selection (sweeps) switch it on here, from
-    their `evaluation.*` settings."""
-    return False
+    Subgroup evaluation (`evaluation.subgroups.enabled`) reads them: its TPR/FPR and underdiagnosis
+    thresholds are chosen there. Validation-based selection (sweeps) switches it on here too."""
+    return bool(experiment["evaluation"]["subgroups"]["enabled"])
+
+
+def needs_train_queries(experiment: dict) -> bool:
+    """Whether the evaluation of a resolved experiment reads the training split's image embeddings
+    (embeddings/<exp>/queries.train.h5, rule embed_validation with split train; `--train-queries`): the linear probe's."""
+    return bool(experiment["evaluation"]["linear_probe"]["enabled"])

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from txtrayalign.chexbert.model import CHECKPOINT_ENV, DEFAULT_BATCH_SIZE, TOKENIZER_ENV, CheXbertLabeller
-from txtrayalign.chexpert.cli import read_reports_csv, write_labeled_csv
+from txtrayalign.chexpert.files import read_reports_csv, write_labeled_csv
 from txtrayalign.utils import setup_logging
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Two layouts, found under the dataset root:
 A study is one report; `study_id` is its uid (the number in `CXR<uid>`). IU has no patient
 identifiers, so each study is its own patient (`subject_id` = `study_id`): a split by study is then
 a split by patient as far as anyone can tell. Without `annotation.json` the split is the index's
-hash split of the study id (`txtrayalign.index.hash_split`, ~80/10/10, the same on every machine).
+hash split of the study id (`txtrayalign.datasets.indexed.hash_split`, ~80/10/10, the same on every machine).
 
 Views (`Frontal` / `Lateral`) come from `indiana_projections.csv` (Kaggle's copy; columns `uid`,
 `filename`, `projection`, file names like `1_IM-0001-4001.dcm.png`) in the root when present. The
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from txtrayalign.datasets.indexed import Indexed, hash_split, problem
 from txtrayalign.errors import InputError
-from txtrayalign.index import Indexed, hash_split, problem
 from txtrayalign.utils import progress
 
 log = logging.getLogger(__name__)

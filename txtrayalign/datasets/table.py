@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from txtrayalign.constants import MIMIC_LABEL_COLUMNS, OBSERVATIONS, SPLITS
+from txtrayalign.datasets.indexed import Indexed, hash_split, problem
 from txtrayalign.errors import InputError
-from txtrayalign.index import Indexed, hash_split, problem
 
 log = logging.getLogger(__name__)
 

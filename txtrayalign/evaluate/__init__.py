@@ -15,9 +15,16 @@ Modules:
 - `bootstrap`: vectorised percentile confidence intervals over queries.
 - `textmetrics`, `zeroshot`, `report_retrieval`, `label_sensitivity`: the measures of the protocols.
 - `evaluation`: `evaluate()` — the sentence-level metrics, then each protocol — and the output files.
-- `protocols`: the protocols (`zeroshot`, `text_similarity`, `report_retrieval`, `label_sensitivity`).
+- `exact_pair`, `text_to_image`, `five_by_200`, `linear_probe`: exact-pair retrieval both ways,
+  text-to-image retrieval, CheXpert 5x200 zero-shot classification, linear probing of frozen images.
+- `protocols`: the protocols, one module each (`zeroshot`, `text_similarity`, `report_retrieval`,
+  `label_sensitivity`, `exact_pair`, `text_to_image`, `five_by_200`, `linear_probe`).
 - `plots`, `gallery`, `summary`: figures, the HTML gallery and the cross-experiment table.
 - `cli`: the `evaluate` and `summarize` subcommands.
+- `subgroups`, `fairness`, `prevalence`, `subgroup_inputs`, `subgroup_report`, `subgroup_plots`: for
+  whom it fails — figures per patient group with their gaps, rare against common observations.
+- `sweep_summary`, `sweep_cli`: a sweep's selection on validation and its report on test
+  (`txtrayalign sweep-select`, `sweep-report`).
 
 Adding an evaluation (a protocol): one module in `txtrayalign/evaluate/protocols/` and one line in
 `protocols.PROTOCOLS` (with its import there). The module defines

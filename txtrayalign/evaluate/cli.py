@@ -30,7 +30,9 @@ INPUTS = {  # option -> (required, help); the keys of `inputs.load_inputs`' path
                       "(evaluation.bank: source): the report bank's texts"),
     "bank_report_labels": (False, "labels/reports.parquet of the bank's dataset (the report bank's labels)"),
     "official_labels": (False, "the dataset's own study labels (parquet or its CSV): the official truth rows"),
+    "patients": (False, "index/patients.parquet: each study's patient attributes (subgroups protocol)"),
     "validation_queries": (False, "embeddings/<exp>/queries.validate.h5: the validation split's queries"),
+    "train_queries": (False, "embeddings/<exp>/queries.train.h5: the training split's images (linear probe)"),
 }
 
 

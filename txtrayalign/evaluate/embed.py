@@ -310,10 +310,10 @@ class QuerySet:
 class Bank:
     embeddings: np.ndarray
     sentence_id: np.ndarray
-    text_count: np.ndarray | None
+    text_count: np.ndarray
     attrs: dict
-    prompt_embeddings: np.ndarray | None = None  # (14, 2, D)
-    prompts: dict[str, list[str]] | None = None
+    prompt_embeddings: np.ndarray  # (14, 2, D)
+    prompts: dict[str, list[str]]
     report_embeddings: np.ndarray | None = None  # (R, D): the report bank
     report_study_id: np.ndarray | None = None
     report_text_count: np.ndarray | None = None
@@ -337,38 +337,33 @@ def _open(path: str | Path) -> h5py.File:
 
 
 def read_queries(path: str | Path) -> QuerySet:
+    """queries.h5 as `embed` writes it (every dataset required: the code fingerprint reruns the embed
+    stage whenever its writer changes, so there is no older layout to read)."""
     with _open(path) as f:
-        emb = _need(f, "embeddings", path)
-        n = emb.shape[0]
         return QuerySet(
-            embeddings=emb,
+            embeddings=_need(f, "embeddings", path),
             dicom_id=_decode(_need(f, "dicom_id", path)),
             study_id=_need(f, "study_id", path).astype(np.int64),
-            view=_decode(f["view"][()]) if "view" in f else np.full(n, "", dtype=object),
-            report_embeddings=f["report_embeddings"][()]
-            if "report_embeddings" in f
-            else np.zeros((0, emb.shape[1])),
-            report_study_id=f["report_study_id"][()].astype(np.int64)
-            if "report_study_id" in f
-            else np.zeros(0, np.int64),
+            view=_decode(_need(f, "view", path)),
+            report_embeddings=_need(f, "report_embeddings", path),
+            report_study_id=_need(f, "report_study_id", path).astype(np.int64),
             attrs=dict(f.attrs),
         )
 
 
 def read_bank(path: str | Path) -> Bank:
+    """bank.h5 as `embed` writes it; the report bank is optional (`--report-section none`)."""
     with _open(path) as f:
         has_reports = "report_embeddings" in f
         return Bank(
             embeddings=_need(f, "embeddings", path),
             sentence_id=_need(f, "sentence_id", path).astype(np.int64),
-            text_count=f["text_count"][()].astype(np.int64) if "text_count" in f else None,
+            text_count=_need(f, "text_count", path).astype(np.int64),
             attrs={k: v for k, v in f.attrs.items() if k != "prompts"},
-            prompt_embeddings=f["prompt_embeddings"][()] if "prompt_embeddings" in f else None,
-            prompts=json.loads(f.attrs["prompts"]) if "prompts" in f.attrs else None,
+            prompt_embeddings=_need(f, "prompt_embeddings", path),
+            prompts=json.loads(f.attrs["prompts"]),
             report_embeddings=f["report_embeddings"][()] if has_reports else None,
             report_study_id=_need(f, "report_study_id", path).astype(np.int64) if has_reports else None,
-            report_text_count=f["report_text_count"][()].astype(np.int64)
-            if "report_text_count" in f
-            else None,
-            report_section=str(f.attrs.get("report_section")) if has_reports else None,
+            report_text_count=_need(f, "report_text_count", path).astype(np.int64) if has_reports else None,
+            report_section=str(f.attrs["report_section"]) if has_reports else None,
         )

@@ -8,6 +8,7 @@ code fingerprint covers, and that leaves out the labeller, which only evaluation
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """The options; those of a setting take the schema's default (`evaluation.*`, its only home)."""
+    from txtrayalign.settings import defaults_of, schema
+
+    default = defaults_of(schema()["definitions"]["evaluation"])
     parser.add_argument("--model-dir", required=True, help="trained experiment folder (models/<exp>)")
     parser.add_argument(
         "--images-index", default=None,
@@ -36,12 +41,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="text/sections.parquet (train_text: each query study's report; the report bank's texts)",
     )
     parser.add_argument(
-        "--query-split", default="test", help="split whose images are the queries (default: test)"
+        "--query-split", default=default["query_split"],
+        help=f"split whose images are the queries (evaluation.query_split) [{default['query_split']}]"
     )
     parser.add_argument(
         "--bank-splits",
-        default="train,validate",
-        help="comma-separated splits whose report sentences form the bank",
+        default=",".join(default["bank_splits"]),
+        help="comma-separated splits whose report sentences form the bank (evaluation.bank_splits)",
     )
     parser.add_argument(
         "--images-table", default=None, help="optional index/images.parquet: store each query image's view"
@@ -49,22 +55,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
     parser.add_argument(
         "--prompts",
-        default="{}",
+        default=json.dumps(default["zeroshot"]["prompts"]),
         help='zero-shot prompt overrides as JSON, {"Observation": ["positive", "negative"]} '
         "(default: CheXzero's pairs, see evaluate/zeroshot.py)",
     )
     parser.add_argument(
         "--report-section",
-        default="impression",
+        default=default["report_retrieval"]["section"],
         help="section of sections.parquet whose bank-split texts form the report bank of report-level "
-        "retrieval (CXR-RePaiR); 'none': no report bank [impression]",
+        f"retrieval (CXR-RePaiR); 'none': no report bank [{default['report_retrieval']['section']}]",
     )
     parser.add_argument(
-        "--dtype", choices=["float16", "float32"], default="float16", help="stored embedding type"
+        "--dtype", choices=["float16", "float32"], default=default["dtype"],
+        help=f"stored embedding type [{default['dtype']}]"
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="images or sentences per forward pass")
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"],
+                        help=f"images or sentences per forward pass [{default['batch_size']}]")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-queries", type=int, default=None, help="embed only the first N query images")
+    parser.add_argument("--no-reports", action="store_true",
+                        help="with --out-queries: leave out the query studies' reports (the training images of the "
+                        "linear probe need none)")
     parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
     parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
@@ -106,6 +117,8 @@ def select(args: argparse.Namespace):
         views = read_table(args.images_table, "index_images", ["dicom_id", "view"]) if args.images_table else None
         inputs.queries, inputs.reports = select_queries(
             split, index, sections, args.query_split, args.max_queries, paths, views)
+        if args.no_reports:
+            inputs.reports = inputs.reports.iloc[:0]
     if args.out_bank:
         inputs.prompts = resolve_prompts(json_object(args.prompts, "--prompts"))
         inputs.report_section = None if is_none(args.report_section) else args.report_section

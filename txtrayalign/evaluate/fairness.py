@@ -39,6 +39,7 @@ from .subgroups import (
 )
 
 NO_FINDING = OBSERVATIONS.index("No Finding")
+BLOCK = 64  # resample columns per pass of the AUROC (see auroc_figures)
 PATHOLOGIES = [i for i, o in enumerate(OBSERVATIONS) if o not in ("No Finding", "Support Devices")]
 
 
@@ -196,7 +197,9 @@ def auroc_figures(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray,
             code[groups[i].rows] = j
         codes.append(code)
     # queries along rows (the gathers read whole rows), float32: resample counts are small integers
-    weights_t = np.ascontiguousarray(weights.T, dtype=np.float32)
+    # in blocks of resamples small enough for the processor's cache: every pass of one observation over
+    # a block then reads the cache, not memory (the statistic is computed per resample column anyway)
+    blocks = [np.ascontiguousarray(weights[b:b + BLOCK].T, dtype=np.float32) for b in range(0, weights.shape[0], BLOCK)]
     everyone = np.full((weights.shape[0], scores.shape[1]), np.nan)
     per_attribute = [(np.full((weights.shape[0], len(members[a]), scores.shape[1]), np.nan),) * 1 +
                      (np.full((weights.shape[0], len(members[a]), scores.shape[1]), np.nan),) for a in attributes]
@@ -205,11 +208,13 @@ def auroc_figures(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray,
         y = targets[keep, j]
         if not ((y == 1).any() and (y == 0).any()):
             continue
-        all_j, parts = _observation_aurocs(scores[keep, j], y, weights_t[keep], [c[keep] for c in codes],
-                                           [len(members[a]) for a in attributes])
-        everyone[:, j] = all_j
-        for (g_vals, r_vals), (g_j, r_j) in zip(per_attribute, parts, strict=True):
-            g_vals[:, :, j], r_vals[:, :, j] = g_j, r_j
+        kept_codes, sizes = [c[keep] for c in codes], [len(members[a]) for a in attributes]
+        for b, block in enumerate(blocks):
+            cols = slice(b * BLOCK, b * BLOCK + block.shape[1])
+            all_j, parts = _observation_aurocs(scores[keep, j], y, block[keep], kept_codes, sizes)
+            everyone[cols, j] = all_j
+            for (g_vals, r_vals), (g_j, r_j) in zip(per_attribute, parts, strict=True):
+                g_vals[cols, :, j], r_vals[cols, :, j] = g_j, r_j
     names = [f"auroc:{o}" for o in OBSERVATIONS]
     overall = overall_many(names, everyone)
     figures: list[dict] = [{} for _ in groups]

@@ -145,7 +145,7 @@ def read_official_labels(path: str | Path) -> pd.DataFrame:
         raise EvaluationInputError(f"official label table not found: {p}")
     if p.suffix == ".parquet":
         return read_table(p, "report_labels", LABEL_COLUMNS)
-    from txtrayalign.chexpert.cli import read_official
+    from txtrayalign.chexpert.files import read_official
 
     try:
         return read_official(str(p))
@@ -236,12 +236,9 @@ def load_sentence_bank(bank: Bank, path: str, tables: LabelTables, paths: Mappin
     texts = tables.sentences.drop_duplicates("sentence_id").set_index("sentence_id")["sentence"]
     _ids_present(bank.sentence_id, texts.index, "bank sentence ids", path, str(paths["sentences"]))
     bank_text = texts.loc[bank.sentence_id].astype(str).to_numpy(dtype=object)
-    text_count = bank.text_count
-    if text_count is None:
-        text_count = pd.Series(bank_text).map(pd.Series(bank_text).value_counts()).to_numpy(np.int64)
     return SentenceBank(
         embeddings=bank.embeddings, sentence_id=bank.sentence_id, texts=bank_text,
-        labels=labels.loc[bank.sentence_id, OBSERVATIONS].to_numpy(np.float32), text_count=text_count,
+        labels=labels.loc[bank.sentence_id, OBSERVATIONS].to_numpy(np.float32), text_count=bank.text_count,
         labelled_by=tables.sentence_labels_name, path=str(path),
     )
 
@@ -270,8 +267,7 @@ def load_report_bank(bank: Bank, path: str, paths: Mapping[str, str | None], tab
         embeddings=bank.report_embeddings, study_id=bank.report_study_id,
         texts=column.loc[bank.report_study_id, section].fillna("").astype(str).to_numpy(object),
         labels=study_label_rows(labels, bank.report_study_id),
-        text_count=bank.report_text_count if bank.report_text_count is not None
-        else np.ones(bank.report_study_id.shape[0], np.int64), section=section, path=str(path),
+        text_count=bank.report_text_count, section=section, path=str(path),
     )
 
 
@@ -309,8 +305,8 @@ def load_inputs(paths: Mapping[str, str | None], settings: Mapping, labels: Mapp
     return EvaluationInputs(
         experiment=name, queries=queries, sentence_bank=load_sentence_bank(bank, paths["bank"], tables, paths),
         report_bank=load_report_bank(bank, paths["bank"], paths, tables),
-        prompts=Prompts(bank.prompt_embeddings, bank.prompts) if bank.prompt_embeddings is not None else None,
+        prompts=Prompts(bank.prompt_embeddings, bank.prompts),
         truth=truth, validation_queries=validation,
         paths={key: str(paths[key]) for key in ("queries", "bank", "report_labels", "sentence_labels", "sentences",
-                                                 "sections") if paths.get(key) is not None},
+                                                 "sections", "train_queries", "patients") if paths.get(key) is not None},
     )

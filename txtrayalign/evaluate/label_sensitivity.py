@@ -27,7 +27,6 @@ import pandas as pd
 from txtrayalign.constants import OBSERVATIONS, TOP5_OBSERVATIONS
 from txtrayalign.evaluate.bootstrap import interval_cell, point_and_interval_many
 
-TEXT_LABELLERS = ("chexpert", "chexbert")
 UNCERTAIN = ("positive", "negative")
 AVERAGING = ("micro", "macro", "example")
 SCOPES = {"all": list(range(len(OBSERVATIONS))), "top5": [OBSERVATIONS.index(o) for o in TOP5_OBSERVATIONS]}
@@ -41,7 +40,8 @@ def positives(labels: np.ndarray, uncertain: str) -> np.ndarray:
     return (labels == 1) | ((labels == -1) if uncertain == "positive" else False)
 
 
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, empty: float = 0.0) -> np.ndarray:
+def _f1_of_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, empty: float = 0.0) -> np.ndarray:
+    """2TP / (2TP + FP + FN), `empty` where there is no positive on either side."""
     den = 2 * tp + fp + fn
     return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1.0), empty)
 
@@ -53,7 +53,7 @@ def f1_arrays(
     t = np.asarray(truth, dtype=bool)[:, cols]
     p = np.asarray(predicted, dtype=bool)[:, cols]
     tp, fp, fn = (t & p).astype(float), (~t & p).astype(float), (t & ~p).astype(float)
-    example = _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1), empty_example)
+    example = _f1_of_counts(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1), empty_example)
     return {"tp": tp, "fp": fp, "fn": fn, "example": example, "n": np.ones(len(t))}
 
 
@@ -61,8 +61,8 @@ def f1_statistic(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """micro, macro and example-based F1 from summed `f1_arrays` (leading axis: resamples)."""
     tp, fp, fn = sums["tp"], sums["fp"], sums["fn"]
     return {
-        "micro": _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1)),
-        "macro": _f1(tp, fp, fn).mean(axis=1),
+        "micro": _f1_of_counts(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1)),
+        "macro": _f1_of_counts(tp, fp, fn).mean(axis=1),
         "example": sums["example"] / sums["n"],
     }
 

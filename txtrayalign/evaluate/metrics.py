@@ -103,7 +103,8 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
-def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+def _f1_of_means(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """2PR / (P + R) of mean precision and mean recall (0 when both are 0, NaN when undefined)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         s = p + r
         return np.where(s > 0, 2 * p * r / np.where(s > 0, s, 1.0), np.where(np.isnan(s), np.nan, 0.0))
@@ -118,7 +119,7 @@ def hit_statistic(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "flat_hit": _div(sums["flat_hit"], n),
         "precision": p,
         "recall": r,
-        "f1": _f1(p, r),
+        "f1": _f1_of_means(p, r),
         "duplicates": _div(sums["duplicates"], kept),
         "kept": kept.astype(np.float64),
         "hits": _div(sums["hits"], kept),
@@ -194,7 +195,7 @@ def exact_pair_arrays(ranks: np.ndarray, ks: tuple[int, ...] = EXACT_PAIR_KS) ->
     """Per-query arrays from 1-based ranks of the own report; NaN rank (no report) leaves the query out."""
     r = np.asarray(ranks, dtype=np.float64)
     valid = ~np.isnan(r)
-    out = {"n": valid.astype(np.float64), "rr": np.where(valid, 1.0 / np.where(valid, r, 1.0), 0.0)}
+    out = {"n": valid.astype(np.float64), "reciprocal_rank": np.where(valid, 1.0 / np.where(valid, r, 1.0), 0.0)}
     for k in ks:
         out[f"recall@{k}"] = (valid & (np.nan_to_num(r, nan=np.inf) <= k)).astype(np.float64)
     return out
@@ -202,7 +203,7 @@ def exact_pair_arrays(ranks: np.ndarray, ks: tuple[int, ...] = EXACT_PAIR_KS) ->
 
 def exact_pair_statistic(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {name: _div(v, sums["n"]) for name, v in sums.items() if name.startswith("recall@")}
-    out["mrr"] = _div(sums["rr"], sums["n"])
+    out["mrr"] = _div(sums["reciprocal_rank"], sums["n"])
     return out
 
 

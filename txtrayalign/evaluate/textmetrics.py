@@ -1,6 +1,8 @@
 """Text metrics of retrieved text against the query's own report: the original's BLEU, BLEU-1..4, ROUGE-L, BERTScore.
 
-Two families, both from well-kept libraries (NLTK, rouge-score, bert-score), no hand-written n-gram code:
+Two families, on well-kept libraries (NLTK, rouge-score, bert-score). The n-grams are NLTK's; what is
+written here is the vectorised arithmetic over them that NLTK does per sentence (clipping, brevity
+penalty, smoothing), so that a bootstrap resample is a weighted sum, tested equal to NLTK's values:
 
 1. The original research code's BLEU (`original_bleu`, `bleu_arrays`, `bleu_statistic`), per k, over
    the retrieved sentences against the query's whole report (`train_text`):

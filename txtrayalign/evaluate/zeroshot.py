@@ -20,7 +20,11 @@ the same resample-count matrix as the retrieval metrics (`bootstrap.resample_cou
 AUROC is the weighted Mann-Whitney statistic (ties count one half), which is what `roc_auc_score`
 gives on the resampled images (tested), computed for all resamples at once instead of B x 14
 scikit-learn calls. The mean AUROC (all observations with an AUROC, and the five of
-`TOP5_OBSERVATIONS`) gets its interval from the per-resample means.
+`TOP5_OBSERVATIONS`) gets its interval from the per-resample means of the same observations. A
+resample in which an observation lacks a class has no AUROC for it: it is left out of that interval
+(and of the means'), and counted (`resamples_left_out`). An observation whose whole interval lies
+below 0.5 is flagged `prompt_inverted` ("prompt inverted?" in the summary): the prompts rank the
+images the wrong way round, as a model that met a finding's name mostly in negations does.
 """
 
 from __future__ import annotations
@@ -189,14 +193,19 @@ def auroc_table(
                 boot[:, j] = weighted_auroc(scores[keep, j], y, counts[:, keep])
         lo, hi = percentile_interval(boot[:, j], alpha) if n_res and n_pos and n_neg else (None, None)
         rows.append(dict(observation=name, auroc=value, ci_low=lo, ci_high=hi, n_positive=n_pos,
-                         n_negative=n_neg, n_excluded=int((~keep).sum())))
+                         n_negative=n_neg, n_excluded=int((~keep).sum()),
+                         resamples_left_out=int(np.isnan(boot[:, j]).sum()) if n_pos and n_neg else 0))
     full = np.array([r["auroc"] for r in rows])
     for row_name, names in MEAN_ROWS.items():
         cols = [OBSERVATIONS.index(o) for o in names if not np.isnan(full[OBSERVATIONS.index(o)])]
         value = float(full[cols].mean()) if cols else np.nan
-        lo, hi = percentile_interval(boot[:, cols].mean(axis=1), alpha) if cols and n_res else (None, None)
+        # the mean of the same observations in every resample: one where any of them lacks a class is
+        # left out (counted), never averaged over fewer observations than the value it brackets
+        per_resample = boot[:, cols].mean(axis=1) if cols else np.full(n_res, np.nan)
+        lo, hi = percentile_interval(per_resample, alpha) if cols and n_res else (None, None)
         rows.append(dict(observation=row_name, auroc=value, ci_low=lo, ci_high=hi, n_positive=np.nan,
-                         n_negative=np.nan, n_excluded=np.nan))
+                         n_negative=np.nan, n_excluded=np.nan,
+                         resamples_left_out=int(np.isnan(per_resample).sum()) if cols else 0))
     table = pd.DataFrame(rows)
     return table.astype({"ci_low": float, "ci_high": float})
 
@@ -236,11 +245,18 @@ def _none(v) -> float | int | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
 
 
+def prompt_inverted(row: Mapping) -> bool:
+    """The whole interval below 0.5: the prompts rank the images the wrong way round (a model that met
+    the finding's name mostly in negations), worth checking `evaluation.zeroshot.prompts`."""
+    return row.get("ci_high") is not None and not np.isnan(row["ci_high"]) and float(row["ci_high"]) < 0.5
+
+
 def to_json(table: pd.DataFrame, prompts: Mapping[str, Sequence[str]], **settings) -> dict:
     """JSON-ready dict: {"settings", "prompts", "auroc": {obs: {value, ci_low, ci_high, n_*}}, "mean", "mean_top5"}."""
     out: dict = {"settings": settings, "prompts": {k: list(v) for k, v in prompts.items()}, "auroc": {}}
     for row in table.to_dict("records"):
-        entry = {"value": _none(row["auroc"]), "ci_low": _none(row["ci_low"]), "ci_high": _none(row["ci_high"])}
+        entry = {"value": _none(row["auroc"]), "ci_low": _none(row["ci_low"]), "ci_high": _none(row["ci_high"]),
+                 "resamples_left_out": int(row["resamples_left_out"]), "prompt_inverted": prompt_inverted(row)}
         if row["observation"] in MEAN_ROWS:
             out[row["observation"]] = entry
         else:
@@ -265,7 +281,8 @@ def plot_auroc(result: dict, path: str | Path, title: str = "zero-shot AUROC") -
     hi = np.array([np.nan if e["ci_high"] is None else e["ci_high"] for e in entries])
     y = np.arange(len(names))[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
-    err = np.vstack([np.nan_to_num(value - lo), np.nan_to_num(hi - value)])
+    # never negative: a value outside its interval (or an interval left undefined) draws no bar there
+    err = np.clip(np.vstack([np.nan_to_num(value - lo), np.nan_to_num(hi - value)]), 0, None)
     ax.barh(y, np.nan_to_num(value), xerr=err, color=["C0"] * (len(names) - 1) + ["C1"], capsize=2)
     for yi, v in zip(y, value, strict=True):
         if np.isnan(v):
@@ -281,13 +298,18 @@ def plot_auroc(result: dict, path: str | Path, title: str = "zero-shot AUROC") -
     return Path(path)
 
 
+def flagged_cell(entry: dict | None, digits: int = 3) -> str:
+    """`entry_cell`, with "prompt inverted?" when the whole interval lies below 0.5."""
+    return entry_cell(entry, digits) + (" prompt inverted?" if entry and entry.get("prompt_inverted") else "")
+
+
 def to_markdown(results: Mapping[str, dict], digits: int = 3) -> str:
     """summary.md section: one row per observation (then the means), one column per experiment/method."""
     names = list(results)
     lines = ["| observation | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     first = results[names[0]]
     for obs in first["auroc"]:
-        lines.append(f"| {obs} | " + " | ".join(entry_cell(results[n]["auroc"][obs], digits) for n in names) + " |")
+        lines.append(f"| {obs} | " + " | ".join(flagged_cell(results[n]["auroc"][obs], digits) for n in names) + " |")
     for key, label in (("mean", "**mean (14)**"), ("mean_top5", "**mean (top 5)**")):
         lines.append(f"| {label} | " + " | ".join(entry_cell(results[n][key], digits) for n in names) + " |")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,27 @@ RESIZE_MODES: tuple[str, ...] = ("center_crop", "pad", "shortest_side")
 _REDUCING_GAP = 3.0
 
 
+SMALL_SIDE = 32  # a source side below this (and below S) is an odd image: a thumbnail, an icon, an error
+LONG_RATIO = 3.0  # a source longer than this many times its width (or wider than tall) is an odd image
+
+
+def odd_geometry(height: int, width: int, size: int, mode: str = "center_crop") -> str:
+    """Why a (height, width) source makes a poor S x S input, in words; "" when it does not. Such an
+    image is still stored (it decodes), and the shard's log names it with this reason."""
+    short, long = min(height, width), max(height, width)
+    notes = []
+    if short < min(SMALL_SIDE, size):
+        notes.append(f"{width}x{height} pixels: upsampled to {size}x{size}, it holds almost no detail")
+    if long > LONG_RATIO * short:
+        if mode == "pad":
+            notes.append(f"aspect ratio {long / short:.1f}: the image fills {100 * short / long:.0f}% of the "
+                         "padded square")
+        else:
+            notes.append(f"aspect ratio {long / short:.1f}: {mode} keeps only the middle "
+                         f"{100 * short / long:.0f}% of its long side")
+    return "; ".join(notes)
+
+
 def resize_square(image: np.ndarray, size: int, mode: str = "center_crop") -> np.ndarray:
     """Return `image` (2-D uint8) resized to (size, size) uint8 by `mode` (see module docstring)."""
     from PIL import Image

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from txtrayalign.errors import InputError
 from txtrayalign.images.decode import ImageDecodeError
-from txtrayalign.images.preprocess import load_preprocessed
+from txtrayalign.images.preprocess import load_preprocessed_with_note
 from txtrayalign.utils import atomic_path, code_fingerprint, progress, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,21 @@ class ShardSettings:
     size: int
     resize_mode: str = "center_crop"
     window: str = "bitdepth"
+
+
+def open_shard(path: str | os.PathLike):
+    """The HDF5 shard at `path`, read-only; a damaged one (cut short, not HDF5) is an InputError naming
+    it and the next step: the workflow rebuilds a deleted shard with the same command."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        reason = " ".join(str(exc).split())
+        raise InputError(f"{path}: not a readable HDF5 image shard ({reason}); delete it and rerun the same "
+                         "snakemake command, which rebuilds it") from None
 
 
 def code_version() -> str:
@@ -93,8 +109,9 @@ def _decode_batch(batch: Sequence[tuple[int, str]]) -> list[tuple[int, np.ndarra
     out = []
     for pos, path in batch:
         try:
-            image = load_preprocessed(path, _SETTINGS.size, _SETTINGS.resize_mode, _SETTINGS.window)
-            out.append((pos, image, "", ""))
+            image, note = load_preprocessed_with_note(path, _SETTINGS.size, _SETTINGS.resize_mode,
+                                                      _SETTINGS.window)
+            out.append((pos, image, "", note))  # stored; the note (odd geometry) goes to the log
         except ImageDecodeError as exc:
             out.append((pos, None, exc.kind, exc.message))
         except Exception as exc:  # noqa: BLE001 - one odd file must not end a 40k-image job
@@ -201,6 +218,8 @@ def write_shard(
                         pd.DataFrame(skipped, columns=SKIPPED_COLUMNS), total, max_skipped_share
                     )
                 continue
+            if message:
+                log.warning("stored %s, but: %s", rel_paths[pos], message)
             images[written] = image
             ids[written] = dicom_ids[pos]
             written += 1
@@ -229,20 +248,12 @@ def merge_shards(
     together, as the pipeline lays them out). Shards must agree on size, resize_mode and window,
     and a dicom_id may appear in one shard only.
     """
-    import h5py
-
     out_dir = Path(out_index).resolve().parent
     frames = []
     reference: dict | None = None
     for shard in shards:
         shard = Path(shard)
-        try:
-            h5 = h5py.File(shard, "r")
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise ValueError(f"{shard}: not an HDF5 image shard ({exc})") from exc
-        with h5:
+        with open_shard(shard) as h5:
             for key in ("images", "dicom_id"):
                 if key not in h5:
                     raise ValueError(f"{shard}: not an image shard (no {key!r} dataset)")
@@ -319,14 +330,12 @@ class ShardReader:
         return list(self._ids)
 
     def _images(self, code: int):
-        import h5py
-
         if os.getpid() != self._pid:  # forked: the parent's handles are not ours to use
             self._handles = {}
             self._pid = os.getpid()
         opened = self._handles.get(code)
         if opened is None:
-            handle = h5py.File(self._shard_paths[code], "r")
+            handle = open_shard(self._shard_paths[code])
             # keep the dataset object too: looking it up by name costs more than reading one image
             opened = self._handles[code] = (handle, handle["images"])
         return opened[1]

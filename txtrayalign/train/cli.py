@@ -26,7 +26,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: CUDA when available)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many optimiser steps in all (the run resumes later from last.pt)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     parser.add_argument("--log", type=Path, default=None, help="also write the log to this file")
 
 
@@ -37,10 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from txtrayalign.train.config import resolve
     from txtrayalign.train.loop import Inputs
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     cfg = resolve(args.experiment_json)
     log.info("experiment settings: %s", json.dumps(cfg))
     if cfg["gpus"] > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from txtrayalign.errors import InputError
-from txtrayalign.images.shards import ShardReader
+from txtrayalign.images.shards import ShardReader, open_shard
 from txtrayalign.tables import read_table
 from txtrayalign.utils import file_digest
 
@@ -115,15 +115,13 @@ def shards_fingerprint(images_index: Path) -> str:
     dtype of its images, its size in bytes and a few sampled images. No pass over the pixel data."""
     import hashlib
 
-    import h5py
-
     h = hashlib.blake2b(digest_size=16)
     h.update(file_digest(images_index).encode())
     shards = sorted(read_table(images_index, "image_shard_index", ["shard"])["shard"].astype(str).unique())
     for name in shards:
         path = Path(images_index).parent / name
         h.update(f"{name}:{path.stat().st_size}".encode())
-        with h5py.File(path, "r") as f:
+        with open_shard(path) as f:
             for key in sorted(f.attrs):
                 h.update(f"{key}={f.attrs[key]!s}".encode())
             images = f["images"]
@@ -240,7 +238,7 @@ class EpochBatchSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, global_batch: int, seed: int, epochs: int, start_epoch: int = 0, start_step: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
         if global_batch % world_size:
-            raise InputError(f"batch_size {global_batch} is not divisible by the number of processes {world_size}")
+            raise InputError(f"train.batch_size {global_batch} is not divisible by the number of processes {world_size}")
         if n < global_batch:
             raise InputError(f"only {n} training pairs, fewer than one batch of {global_batch}; lower train.batch_size")
         self.n, self.b, self.seed, self.epochs = n, global_batch, seed, epochs

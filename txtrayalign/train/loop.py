@@ -112,9 +112,9 @@ TRAINING_CODE = "txtrayalign.train.cli"  # the `train` command: its import closu
 RESUME_INSENSITIVE = {("name",), ("gpus",), ("train", "num_workers"), ("train", "checkpoint_every"),
                       ("train", "compile")}
 
-BEST_LINK = ".best.pt"  # a hard link to best.pt that survives a workflow manager deleting best.pt
+BEST_COPY = ".best.pt"  # a verified copy of best.pt that survives a workflow manager deleting best.pt
 SUPERSEDED = ".superseded"  # the previous run, kept until the new one has written its first checkpoint
-RUN_FILES = ("last.pt", "best.pt", BEST_LINK, "history.csv", "curves.png", "config.yaml", "tokenizer",
+RUN_FILES = ("last.pt", "best.pt", BEST_COPY, "history.csv", "curves.png", "config.yaml", "tokenizer",
              "tensorboard")
 
 
@@ -228,15 +228,36 @@ def discard_superseded(out: Path) -> None:
         shutil.rmtree(out / SUPERSEDED)
 
 
-def restore_outputs(out: Path, state: dict) -> None:
-    """A finished run's files that a workflow manager may have removed (best.pt from its hidden link).
+def set_aside_damaged(out: Path) -> None:
+    """Checkpoints torch cannot read (cut short by a full disk, overwritten) named in the log and moved
+    to `<name>.damaged`, so that the run restores a good copy or starts over instead of failing."""
+    for name in ("last.pt", "best.pt", BEST_COPY):
+        path = out / name
+        if path.is_file() and not ckpt.readable(path):
+            os.replace(path, path.with_name(name + ".damaged"))
+            log.warning("%s is damaged (not a readable checkpoint): moved to %s.damaged", path, name)
+    best, kept = out / "best.pt", out / BEST_COPY
+    if best.is_file() and not kept.is_file():
+        ckpt.copy_verified(best, kept)
+    elif kept.is_file() and not best.is_file():
+        ckpt.copy_verified(kept, best)
+        log.info("%s restored from its copy %s", best, kept.name)
+
+
+def restore_outputs(out: Path, state: dict) -> bool:
+    """A finished run's files that a workflow manager may have removed (best.pt from its verified copy).
+    False when best.pt is gone with no readable copy: the run must train again.
 
     They are touched too: a workflow manager reran this job because an input is newer, and would run
     it again and again if its outputs kept their old modification times.
     """
-    best, kept = out / "best.pt", out / BEST_LINK
-    if not best.is_file() and kept.is_file():
-        _link(kept, best)
+    best, kept = out / "best.pt", out / BEST_COPY
+    if not best.is_file():
+        if not kept.is_file():
+            log.warning("%s is missing and has no readable copy (%s): training again", best, kept.name)
+            return False
+        ckpt.copy_verified(kept, best)
+        log.info("%s restored from its copy %s", best, kept.name)
     if not (out / "history.csv").is_file():
         write_history(state["history"], out / "history.csv")
     if not (out / "curves.png").is_file():
@@ -244,16 +265,7 @@ def restore_outputs(out: Path, state: dict) -> None:
     for name in ("best.pt", "history.csv", "curves.png"):
         if (out / name).is_file():
             os.utime(out / name)
-
-
-def _link(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".linktmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    return True
 
 
 def _save_config(cfg: dict, path: Path) -> None:
@@ -282,7 +294,10 @@ def open_run(out: Path, cfg: dict, inputs: Inputs, rank: int, world_size: int) -
     state = None
     if rank == 0:
         recover_superseded(out)
+        set_aside_damaged(out)
         state = resumable_state(out / "last.pt", cfg, code, fingerprint)
+        if state is not None and state.get("finished") and not restore_outputs(out, state):
+            state = None
     if world_size > 1:
         box = [state is not None]
         torch.distributed.broadcast_object_list(box, src=0)
@@ -366,6 +381,9 @@ class Run:
         self.start_epoch, self.start_step = int(state["epoch"]), int(state["step"])
         self.history = [dict(r) for r in state["history"]]
         self.best_val = float(state["best_val"])
+        if self.rank == 0 and not self.best_path.is_file() and self.best_val < float("inf"):
+            self.best_val = float("inf")  # best.pt was lost: the next validation writes one again
+            log.warning("%s is missing and has no readable copy: the next validation writes it", self.best_path)
         ckpt.set_rng_state(state["rng"])
         log.info("resuming from %s at epoch %d step %d", self.last_path, self.start_epoch, self.start_step)
 
@@ -386,7 +404,7 @@ class Run:
 
     def save_best(self, metrics: dict) -> None:
         ckpt.save(self.best_path, {"model": ckpt.module_state(self.model), "metrics": metrics})
-        _link(self.best_path, self.out / BEST_LINK)
+        ckpt.copy_verified(self.best_path, self.out / BEST_COPY)
 
     # -------------------------------------------------------- steps
     def train_loader(self):
@@ -528,15 +546,24 @@ def train(cfg: dict, inputs: Inputs, device: str = "auto", max_steps: int | None
     """Train one experiment into `inputs.out_dir`; returns the final summary (metrics, paths, steps).
 
     `train.epochs: 0` saves the model as built (pretrained weights included) without any optimiser step.
+    torch computes with `train.threads` CPU threads, whatever the machine or the workflow grants: the
+    order of float additions, hence a CPU model's exact weights, depends on the thread count.
     """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cfg["train"]["threads"])
+    try:
+        return train_with_settled_threads(cfg, inputs, device, max_steps)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def train_with_settled_threads(cfg: dict, inputs: Inputs, device: str, max_steps: int | None) -> dict:
     rank, world_size, dev = ddp.setup(device)
     out = Path(inputs.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state, code, fingerprint = open_run(out, cfg, inputs, rank, world_size)
-    if state is not None and state.get("finished"):
+    if state is not None and state.get("finished"):  # its outputs restored (open_run)
         log.info("%s is a finished run of these settings, code and inputs: nothing to do", out / "last.pt")
-        if rank == 0:
-            restore_outputs(out, state)
         return dict(state["summary"])
     ddp.barrier()
     try:

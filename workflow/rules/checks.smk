@@ -19,7 +19,7 @@ from snakemake.io import apply_wildcards
 def _upstream_rules(name):
     """The rules that build dataset `name`'s sentences table, in order."""
     synth = [("synth" if name == MAIN else f"synth_{name}")] if DATASETS[name]["synthetic"]["enabled"] else []
-    return [workflow.get_rule(r) for r in synth + ["index", "sections"]]
+    return [workflow.get_rule(r) for r in synth + ["index_dataset", "sections"]]
 
 
 def _evaluated(value, wildcards):

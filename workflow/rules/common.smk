@@ -17,7 +17,7 @@ from txtrayalign.utils import code_fingerprints
 
 # Rules call the `txtrayalign` command: find it beside the Python running Snakemake (a venv need not
 # be activated). With --software-deployment-method conda, the rule's environment comes first.
-shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; ')
+shell.prefix(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; ')
 
 
 def _retype_command_line(overrides, cfg):
@@ -170,8 +170,8 @@ def official_labels(name):
     if config["labels"]["source"] != "official" or dataset["format"] == "openi":
         return ""
     if dataset["format"] == "table":
-        return f"--official {RESULTS_ROOT / name / 'index' / 'labels.csv.gz'}"
-    return f"--official {Path(dataset['root']) / 'mimic-cxr-2.0.0-chexpert.csv.gz'}"
+        return f"--official {shlex.quote(str(RESULTS_ROOT / name / 'index' / 'labels.csv.gz'))}"
+    return f"--official {shlex.quote(str(Path(dataset['root']) / 'mimic-cxr-2.0.0-chexpert.csv.gz'))}"
 
 
 def image_dir(results=None):

@@ -35,12 +35,12 @@ for _name in [n for n, d in DATASETS.items() if d["synthetic"]["enabled"]]:
         benchmark:
             bench_path("synth", results=RESULTS_ROOT / _name)
         shell:
-            "txtrayalign synth --out {params.root} --studies {params.studies} --seed {params.seed}"
+            "txtrayalign synth --out {params.root:q} --studies {params.studies} --seed {params.seed}"
             " --format {params.format} --image-size {params.image_size} {params.faults} {params.disparity}"
-            " --workers {threads} > {log} 2>&1"
+            " --workers {threads} > {log:q} 2>&1"
 
 
-rule index:
+rule index_dataset:
     """Index the dataset root: images, studies and the problems between tables and disk."""
     conda:
         "../../envs/preprocess.yaml"
@@ -64,8 +64,8 @@ rule index:
     benchmark:
         bench_path("index", results=DS)
     shell:
-        "txtrayalign index --root {params.root} --format {params.format} {params.table}"
-        " --out-dir {params.out_dir} --log {log}"
+        "txtrayalign index --root {params.root:q} --format {params.format} {params.table}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 rule split:
@@ -86,5 +86,5 @@ rule split:
     log:
         log_path("split", "{subset}", results=DS),
     shell:
-        "txtrayalign split --images {input} --fraction {params.fraction} --seed {params.seed}"
-        " --out {output} --log {log}"
+        "txtrayalign split --images {input:q} --fraction {params.fraction} --seed {params.seed}"
+        " --out {output:q} --log {log:q}"

@@ -43,5 +43,5 @@ rule demographics:
     log:
         log_path("demographics", results=DS),
     shell:
-        "txtrayalign demographics --studies {input.studies} --images {input.images} --root {params.root}"
-        " {params.source} --out {output.patients} --log {log}"
+        "txtrayalign demographics --studies {input.studies:q} --images {input.images:q} --root {params.root:q}"
+        " {params.source} --out {output.patients:q} --log {log:q}"

@@ -4,6 +4,7 @@ from txtrayalign.rule_args import (
     embed_options,
     evaluation_settings,
     headline_settings,
+    needs_train_queries,
     needs_validation_queries,
     official_labels_option,
 )
@@ -38,16 +39,17 @@ rule embed:
     benchmark:
         bench_path("embed", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --images-index {input.images:q}"
+        " --images-table {input.images_table:q} --split {input.split:q} --sections {input.sections:q}"
         " --query-split {params.query_split}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --out-queries {output.queries} --log {log}"
+        " --out-queries {output.queries:q} --log {log:q}"
 
 
 rule embed_validation:
     """Embed the validation split's query images and reports, for the evaluations that select or
-    calibrate on it (requested only where `rule_args.needs_validation_queries` says so)."""
+    calibrate on it (requested only where `rule_args.needs_validation_queries` says so), or the
+    training split's images without reports, for the linear probe (`rule_args.needs_train_queries`)."""
     conda:
         "../../envs/train.yaml"
     input:
@@ -57,12 +59,15 @@ rule embed_validation:
         sections=DS / "text" / "sections.parquet",
         split=query_split_table,
     output:
-        queries=DS / "embeddings" / "{exp}" / "queries.validate.h5",
+        queries=DS / "embeddings" / "{exp}" / "queries.{split}.h5",
+    wildcard_constraints:
+        split="validate|train",
     params:
         model_dir=lambda w: model_dir(w.exp),
         dtype=lambda w: evaluation(w)["dtype"],
         batch_size=lambda w: evaluation(w)["batch_size"],
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
+        reports=lambda w: "--no-reports" if w.split == "train" else "",
         code=CODE["embed"],
     threads: 2
     resources:
@@ -70,15 +75,15 @@ rule embed_validation:
         mem_mb=8000,
         runtime=60,
     log:
-        log_path("embed_validation", "{exp}", results=DS),
+        log_path("embed_{split}", "{exp}", results=DS),
     benchmark:
-        bench_path("embed_validation", "{exp}", results=DS)
+        bench_path("embed_{split}", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --images-index {input.images}"
-        " --images-table {input.images_table} --split {input.split} --sections {input.sections}"
-        " --query-split validate"
+        "txtrayalign embed --model-dir {params.model_dir:q} --images-index {input.images:q}"
+        " --images-table {input.images_table:q} --split {input.split:q} --sections {input.sections:q}"
+        " --query-split {wildcards.split} {params.reports}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " --out-queries {output.queries} --log {log}"
+        " --out-queries {output.queries:q} --log {log:q}"
 
 
 rule embed_bank:
@@ -114,11 +119,11 @@ rule embed_bank:
     benchmark:
         bench_path("embed_bank", "{exp}", results=DS)
     shell:
-        "txtrayalign embed --model-dir {params.model_dir} --split {input.split}"
-        " --sentences {input.sentences} --sections {input.sections}"
+        "txtrayalign embed --model-dir {params.model_dir:q} --split {input.split:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q}"
         " --bank-splits {params.bank_splits} {params.dedupe}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
-        " {params.wider} --out-bank {output.bank} --log {log}"
+        " {params.wider} --out-bank {output.bank:q} --log {log:q}"
 
 
 rule evaluate_experiment:
@@ -140,6 +145,16 @@ rule evaluate_experiment:
             [RESULTS_ROOT / w.dataset / "embeddings" / w.exp / "queries.validate.h5"]
             if needs_validation_queries(EXPERIMENTS[w.exp])
             else []
+        ),
+        # the training split's images, for the linear probe (rule embed_validation, split train)
+        train_queries=lambda w: (
+            [RESULTS_ROOT / w.dataset / "embeddings" / w.exp / "queries.train.h5"]
+            if needs_train_queries(EXPERIMENTS[w.exp])
+            else []
+        ),
+        # each query study's patient (rule demographics): the subgroups protocol
+        patients=lambda w: (
+            [RESULTS_ROOT / w.dataset / "index" / "patients.parquet"] if evaluation(w)["subgroups"]["enabled"] else []
         ),
     output:
         metrics=DS / "eval" / "{exp}" / "metrics.json",
@@ -168,6 +183,22 @@ rule evaluate_experiment:
             category="Evaluation",
             subcategory="{exp}",
         ),
+        exact_pair=DS / "eval" / "{exp}" / "exact_pair.png",
+        linear_probe=DS / "eval" / "{exp}" / "linear_probe.png",
+        five_by_200_ids=DS / "eval" / "{exp}" / "five_by_200_ids.csv",
+        linear_probe_ids=DS / "eval" / "{exp}" / "linear_probe_ids.csv",
+        subgroups=report(
+            DS / "eval" / "{exp}" / "subgroups.png",
+            caption="../report/subgroups.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
+        prevalence=report(
+            DS / "eval" / "{exp}" / "prevalence.png",
+            caption="../report/prevalence.rst",
+            category="Evaluation",
+            subcategory="{exp}",
+        ),
         gallery=report(
             DS / "eval" / "{exp}" / "gallery.html",
             caption="../report/gallery.rst",
@@ -179,8 +210,12 @@ rule evaluate_experiment:
         settings=lambda w: evaluation_settings(evaluation(w), config["labels"], config["summary"]),
         official=lambda w: official_labels_option(DATASETS[w.dataset], DATASETS[w.dataset]["root"]),
         validation=lambda w, input: (
-            f"--validation-queries {input.validation_queries}" if input.validation_queries else ""
+            f"--validation-queries {shlex.quote(str(input.validation_queries))}" if input.validation_queries else ""
         ),
+        train=lambda w, input: (
+            f"--train-queries {shlex.quote(str(input.train_queries))}" if input.train_queries else ""
+        ),
+        patients=lambda w, input: f"--patients {shlex.quote(str(input.patients))}" if input.patients else "",
         out_dir=lambda w: RESULTS_ROOT / w.dataset / "eval" / w.exp,
         code=CODE["evaluate"],
     threads: 2
@@ -192,12 +227,12 @@ rule evaluate_experiment:
     benchmark:
         bench_path("evaluate", "{exp}", results=DS)
     shell:
-        "txtrayalign evaluate --queries {input.queries} --bank {input.bank}"
-        " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
-        " --sentences {input.sentences} --sections {input.sections} --images-index {input.images}"
-        " --bank-sections {input.bank_sections} --bank-report-labels {input.bank_report_labels}"
-        " {params.official} {params.validation} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} --log {log}"
+        "txtrayalign evaluate --queries {input.queries:q} --bank {input.bank:q}"
+        " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q} --images-index {input.images:q}"
+        " --bank-sections {input.bank_sections:q} --bank-report-labels {input.bank_report_labels:q}"
+        " {params.official} {params.validation} {params.train} {params.patients} --settings {params.settings:q}"
+        " --out-dir {params.out_dir:q} --log {log:q}"
 
 
 rule summarize:
@@ -218,5 +253,5 @@ rule summarize:
     log:
         log_path("summarize"),
     shell:
-        "txtrayalign summarize --metrics {input} --k {params.k} --out-csv {output.csv}"
-        " --out-md {output.md} --log {log}"
+        "txtrayalign summarize --metrics {input:q} --k {params.k} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --log {log:q}"

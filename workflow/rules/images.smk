@@ -32,12 +32,12 @@ rule images:
     benchmark:
         bench_path("images", "{size}", "{shard}", results=DS)
     shell:
-        "txtrayalign images --index {input} --root {params.root} --shard {params.group}"
+        "txtrayalign images --index {input:q} --root {params.root:q} --shard {params.group}"
         " --part {params.part} --parts {params.parts} --size {wildcards.size}"
         " --resize-mode {params.resize_mode} --window {params.window}"
         " --compression {params.compression} --workers {threads}"
-        " --max-skipped-share {params.max_skipped} --out {output.h5} --skipped {output.skipped}"
-        " --log {log}"
+        " --max-skipped-share {params.max_skipped} --out {output.h5:q} --skipped {output.skipped:q}"
+        " --log {log:q}"
 
 
 rule merge_images:
@@ -60,5 +60,5 @@ rule merge_images:
     log:
         log_path("merge_images", "{size}", results=DS),
     shell:
-        "txtrayalign merge-images --shards {input.h5} --skipped {input.skipped}"
-        " --out-index {output.index} --out-skipped {output.skipped} --log {log}"
+        "txtrayalign merge-images --shards {input.h5:q} --skipped {input.skipped:q}"
+        " --out-index {output.index:q} --out-skipped {output.skipped:q} --log {log:q}"

@@ -33,10 +33,10 @@ checkpoint select_setting:
         log_path("select_setting", "{sweep}"),
     shell:
         "txtrayalign sweep-select --sweep-json {params.sweep:q} --settings {params.settings:q}"
-        " --validation-queries {input.queries} --banks {input.banks}"
-        " --report-labels {input.report_labels} --sentence-labels {input.sentence_labels}"
-        " --sentences {input.sentences} --sections {input.sections}"
-        " --out {output.selection} --log {log}"
+        " --validation-queries {input.queries:q} --banks {input.banks:q}"
+        " --report-labels {input.report_labels:q} --sentence-labels {input.sentence_labels:q}"
+        " --sentences {input.sentences:q} --sections {input.sections:q}"
+        " --out {output.selection:q} --log {log:q}"
 
 
 rule sweep_report:
@@ -60,8 +60,8 @@ rule sweep_report:
     log:
         log_path("sweep_report", "{sweep}"),
     shell:
-        "txtrayalign sweep-report --selection {input.selection} --test-metrics {input.test}"
-        " --out-csv {output.csv} --out-md {output.md} --out-png {output.png} --log {log}"
+        "txtrayalign sweep-report --selection {input.selection:q} --test-metrics {input.test:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} --out-png {output.png:q} --log {log:q}"
 
 
 rule sweeps_all:

@@ -30,10 +30,11 @@ rule sections:
     benchmark:
         bench_path("sections", results=DS)
     shell:
-        "txtrayalign sections --studies {input} --root {params.root}"
-        " --train-section {params.train_section} --max-empty-share {params.max_empty_share} --out-sections {output.sections}"
-        " --out-sentences {output.sentences} --out-problems {output.problems} --log {log}"
-        " && printf '%s\\n' {params.record:q} > {output.record}"
+        "txtrayalign sections --studies {input:q} --root {params.root:q}"
+        " --train-section {params.train_section} --max-empty-share {params.max_empty_share}"
+        " --out-sections {output.sections:q}"
+        " --out-sentences {output.sentences:q} --out-problems {output.problems:q} --log {log:q}"
+        " && printf '%s\\n' {params.record:q} > {output.record:q}"
 
 
 rule label:
@@ -61,6 +62,6 @@ rule label:
     benchmark:
         bench_path("label", results=DS)
     shell:
-        "txtrayalign label --sections {input.sections} --sentences {input.sentences}"
-        " {params.official} {params.labeller} --workers {threads} --out-reports {output.reports}"
-        " --out-sentences {output.sentences} --log {log}"
+        "txtrayalign label --sections {input.sections:q} --sentences {input.sentences:q}"
+        " {params.official} {params.labeller} --workers {threads} --out-reports {output.reports:q}"
+        " --out-sentences {output.sentences:q} --log {log:q}"

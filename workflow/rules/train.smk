@@ -25,7 +25,9 @@ rule train:
         out_dir=lambda w: model_dir(w.exp),
         device=lambda w: "cuda" if EXPERIMENTS[w.exp]["gpus"] > 0 else "cpu",
         code=CODE["train"],
-    threads: lambda w: max(1, EXPERIMENTS[w.exp]["gpus"]) * EXPERIMENTS[w.exp]["cpus_per_gpu"]
+    # train.threads: the CPU threads torch uses, part of the run's identity (the weights depend on it);
+    # Snakemake caps this at --cores, and training still uses train.threads (the same model anywhere)
+    threads: lambda w: max(EXPERIMENTS[w.exp]["train"]["threads"], EXPERIMENTS[w.exp]["gpus"] * EXPERIMENTS[w.exp]["cpus_per_gpu"])
     resources:
         gpu=lambda w: EXPERIMENTS[w.exp]["gpus"],
         nodes=1,  # several GPUs train with torchrun on one node
@@ -39,6 +41,6 @@ rule train:
         bench_path("train", "{exp}")
     shell:
         "{params.launcher} train --experiment-json {params.experiment:q}"
-        " --images-index {input.images} --sentences {input.sentences} --sections {input.sections}"
-        " --split {input.split} --out-dir {params.out_dir} --device {params.device}"
-        " --threads {threads} --log {log}"
+        " --images-index {input.images:q} --sentences {input.sentences:q} --sections {input.sections:q}"
+        " --split {input.split:q} --out-dir {params.out_dir:q} --device {params.device}"
+        " --log {log:q}"

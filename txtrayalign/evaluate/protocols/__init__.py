@@ -8,9 +8,14 @@ The order is that of metrics.json's sections, summary.md's sections and summary.
 from __future__ import annotations
 
 from . import (
+    exact_pair,
+    five_by_200,
     label_sensitivity,
+    linear_probe,
     report_retrieval,
+    subgroups,
     text_similarity,
+    text_to_image,
     zeroshot,
 )
 
@@ -19,4 +24,9 @@ PROTOCOLS = (
     text_similarity,
     report_retrieval,
     label_sensitivity,
+    exact_pair,
+    text_to_image,
+    five_by_200,
+    linear_probe,
+    subgroups,
 )
