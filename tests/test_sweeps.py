@@ -240,7 +240,7 @@ def test_report_gives_every_number_its_split_and_tests_only_the_chosen_setting(t
 
 # --- the workflow: a 3 x 2 x 3 sweep on the synthetic twin ------------------------------------------
 
-SHARED_STAGES = ("synth", "index", "sections", "label", "split", "merge_images")
+SHARED_STAGES = ("synth", "index_dataset", "sections", "label", "split", "merge_images")
 
 
 def sweep_run_config(folder: Path, lr_values=(0.001, 0.002, 0.004)) -> Path:
@@ -269,7 +269,7 @@ def test_dry_run_plans_one_job_per_shared_stage_and_one_training_per_point(tmp_p
     assert all(jobs[stage] == 1 for stage in SHARED_STAGES), jobs
     assert jobs["images"] == len(GROUPS)  # one per shard, as for a single experiment
     assert jobs["select_setting"] == jobs["sweep_report"] == 1
-    assert jobs["evaluate_experiment"] == jobs["embed"] == 0  # test jobs exist only after the selection
+    assert jobs["evaluate_experiment"] == jobs["embed"] == jobs["summarize"] == 0  # test jobs only after the selection
 
 
 @pytest.mark.workflow

@@ -69,4 +69,5 @@ def evaluation_products():
         bank = MAIN if EXPERIMENTS[exp]["evaluation"]["bank"] == "source" else name
         files += job_files("embed", dataset=name, exp=exp) + job_files("embed_bank", dataset=bank, exp=exp)
         files += job_files("evaluate_experiment", dataset=name, exp=exp)
-    return list(dict.fromkeys(files + rule_products("summarize")))
+    summary = rule_products("summarize") if EVAL_PAIRS else []  # a config of sweeps only: no summary across experiments
+    return list(dict.fromkeys(files + summary))
