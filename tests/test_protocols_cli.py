@@ -118,7 +118,32 @@ def test_the_workflow_embeds_training_images_only_for_the_probe(tmp_path):
         res = snakemake(tmp_path, "-n", "-p", "--cores", "1", "evaluate", config=write_config(cfg, tmp_path))
         assert res.returncode == 0, res.stderr[-2000:]
         plans[enabled] = (planned_jobs(res), res.stdout + res.stderr)
-    assert "embed_validation" not in plans[False][0] and "--train-queries" not in plans[False][1]
-    assert plans[True][0]["embed_validation"] == 1
+    # embed_validation also embeds the validate split for the subgroups' thresholds (on by default):
+    # the probe adds exactly one job of it, the training split's
+    assert "--train-queries" not in plans[False][1] and "queries.train.h5" not in plans[False][1]
+    assert plans[True][0]["embed_validation"] == plans[False][0]["embed_validation"] + 1
     assert "--query-split train --no-reports" in plans[True][1]
     assert "--train-queries" in plans[True][1] and "queries.train.h5" in plans[True][1]
+
+
+def test_an_auxiliary_split_without_images_is_an_empty_file_and_the_evaluation_goes_on(embedded, tmp_path):  # noqa: F811
+    """A dataset without validation (or training) images: `embed --allow-empty` writes an empty queries
+    file instead of failing, and the evaluation reading it goes on without it (the linear probe is
+    skipped, subgroup thresholds fall back to the evaluated queries); without the flag it is an error."""
+    paths, root = embedded
+    split = pd.read_parquet(paths["split"])
+    no_validate = tmp_path / "split.parquet"
+    split.loc[split["split"] != "validate"].to_parquet(no_validate)
+    args = ["embed", "--model-dir", str(root / "models" / "exp1"), "--images-index", str(paths["index"]),
+            "--split", str(no_validate), "--sections", str(paths["sections"]), "--query-split", "validate",
+            "--dtype", "float32", "--device", "cpu", "--out-queries", str(tmp_path / "queries.validate.h5")]
+    assert main(args) == 2 and not (tmp_path / "queries.validate.h5").exists()
+    assert main(args + ["--allow-empty"]) == 0  # the model is never loaded: nothing to embed
+    empty = read_queries(tmp_path / "queries.validate.h5")
+    assert len(empty.dicom_id) == 0 and empty.attrs["empty"]
+    out = tmp_path / "eval"
+    assert main(evaluate_args(paths, root / "emb", out, "--validation-queries", str(tmp_path / "queries.validate.h5"),
+                              "--train-queries", str(tmp_path / "queries.validate.h5"), linear_probe=PROBE)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics.get("linear_probe") is None
+    assert metrics["methods"]["model"]

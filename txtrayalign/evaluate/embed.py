@@ -279,6 +279,20 @@ def write_queries(path: str | Path, inputs: EmbedInputs, emb: dict[str, np.ndarr
         f.attrs.update(attrs)
 
 
+def write_empty_queries(path: str | Path, attrs: dict) -> None:
+    """queries.h5 of a split without images (`embed --allow-empty`): every dataset, none with a row."""
+    inputs = EmbedInputs(queries=pd.DataFrame({"dicom_id": [], "study_id": [], "view": []}), bank=None,
+                         reports=pd.DataFrame({"study_id": []}))
+    empty = np.zeros((0, 0), np.float32)
+    write_queries(path, inputs, {"queries": empty, "reports": empty}, {**attrs, "empty": True})
+
+
+def queries_count(path: str | Path) -> int:
+    """How many query images a queries.h5 holds (0: `embed --allow-empty` found none), without reading them."""
+    with _open(path) as f:
+        return int(_need(f, "dicom_id", path).shape[0]) if "dicom_id" in f else 0
+
+
 def write_bank(path: str | Path, inputs: EmbedInputs, emb: dict[str, np.ndarray], attrs: dict) -> None:
     with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("embeddings", data=emb["bank"])

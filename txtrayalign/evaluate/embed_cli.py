@@ -12,6 +12,8 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from txtrayalign.errors import InputError
 from txtrayalign.utils import setup_logging
 
@@ -76,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reports", action="store_true",
                         help="with --out-queries: leave out the query studies' reports (the training images of the "
                         "linear probe need none)")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="with --out-queries: a query split without images writes an empty file (logged) "
+                        "instead of failing; for the auxiliary splits (validate, train) whose readers then do without")
     parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
     parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
@@ -115,8 +120,15 @@ def select(args: argparse.Namespace):
     if args.out_queries:
         index = read_table(args.images_index, "image_shard_index", ["dicom_id", "shard", "row"])
         views = read_table(args.images_table, "index_images", ["dicom_id", "view"]) if args.images_table else None
-        inputs.queries, inputs.reports = select_queries(
-            split, index, sections, args.query_split, args.max_queries, paths, views)
+        try:
+            inputs.queries, inputs.reports = select_queries(
+                split, index, sections, args.query_split, args.max_queries, paths, views)
+        except EvaluationInputError as exc:
+            if not args.allow_empty or args.out_bank:
+                raise
+            log.warning("%s: writing an empty %s (--allow-empty)", exc, args.out_queries)
+            inputs.queries = pd.DataFrame({"dicom_id": [], "study_id": [], "view": []})
+            inputs.reports = pd.DataFrame({"study_id": [], "text": []})
         if args.no_reports:
             inputs.reports = inputs.reports.iloc[:0]
     if args.out_bank:
@@ -142,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
     except (EvaluationInputError, InputError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
+    if inputs.queries is not None and inputs.queries.empty:
+        from .embed import write_empty_queries
+
+        write_empty_queries(args.out_queries, {"query_split": args.query_split, "model_dir": str(args.model_dir)})
+        return 0
     device = _device(args.device)
     log.info(
         "embedding %s query images, %s query reports, %s bank sentences, %s bank reports on %s",

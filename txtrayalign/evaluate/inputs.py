@@ -28,7 +28,7 @@ from txtrayalign.tables import read_table
 
 from . import EvaluationInputError
 from .context import stream_seed
-from .embed import Bank, read_bank, read_queries
+from .embed import Bank, queries_count, read_bank, read_queries
 from .labels import sentence_max_labels, study_label_rows
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,10 @@ def load_inputs(paths: Mapping[str, str | None], settings: Mapping, labels: Mapp
             f"embedding widths differ: {paths['queries']} has {queries.embeddings.shape[1]}, "
             f"{paths['bank']} has {bank.embeddings.shape[1]}")
     validation = None
-    if paths.get("validation_queries"):
+    if paths.get("validation_queries") and not queries_count(paths["validation_queries"]):
+        log.warning("%s holds no image (the validation split is empty): evaluated without validation queries",
+                    paths["validation_queries"])
+    elif paths.get("validation_queries"):
         validation, _ = labelled_queries(paths["validation_queries"], tables, settings, paths.get("sections"), None)
     name = experiment or str(queries.attrs.get("experiment") or Path(paths["queries"]).parent.name)
     return EvaluationInputs(

@@ -225,3 +225,25 @@ def train_launcher(wildcards):
 
 def evaluation(wildcards):
     return EXPERIMENTS[wildcards.exp]["evaluation"]
+
+
+def demographics_arguments(name):
+    """`txtrayalign demographics` source options of a dataset: MIMIC-IV's folder (given, or the
+    synthetic twin's), a table's columns, or why there are none."""
+    dataset = DATASETS[name]
+    if dataset.get("demographics"):
+        return f"--mimic-iv {shlex.quote(str(dataset['demographics']))}"
+    if dataset["synthetic"]["enabled"]:
+        return f"--mimic-iv {shlex.quote(str(Path(dataset['root']) / 'mimic-iv'))}"
+    if dataset.get("format") == "table":
+        demo = dataset["table"].get("demographics", {})
+        image = dataset["table"].get("columns", {}).get("image", "image")
+        columns = [f"--column=image={image}"] + [f"--column={r}={demo[r]}" for r in ("sex", "age", "race") if demo.get(r)]
+        groups = [f"--group={g}" for g in demo.get("groups", [])]
+        return " ".join([f"--table {shlex.quote(dataset['table']['file'])}"] + [shlex.quote(a) for a in columns + groups])
+    why = (
+        "IU X-ray has no patient identifiers or demographics"
+        if dataset.get("format") == "openi"
+        else "no MIMIC-IV folder given (dataset.demographics)"
+    )
+    return f"--absent {shlex.quote(why)}"

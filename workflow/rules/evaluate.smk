@@ -81,7 +81,7 @@ rule embed_validation:
     shell:
         "txtrayalign embed --model-dir {params.model_dir:q} --images-index {input.images:q}"
         " --images-table {input.images_table:q} --split {input.split:q} --sections {input.sections:q}"
-        " --query-split {wildcards.split} {params.reports}"
+        " --query-split {wildcards.split} {params.reports} --allow-empty"
         " --dtype {params.dtype} --batch-size {params.batch_size} --device {params.device}"
         " --out-queries {output.queries:q} --log {log:q}"
 

@@ -21,7 +21,7 @@ from txtrayalign.tables import read_table
 
 from ..bootstrap import entry_cell, interval_columns
 from ..context import Context
-from ..embed import read_queries
+from ..embed import queries_count, read_queries
 from ..inputs import LABEL_COLUMNS, EvaluationInputs
 from ..labels import study_label_rows
 from ..linear_probe import draw_label_subsets, linear_probe_evaluation, plot_auroc_against_share
@@ -53,6 +53,9 @@ def run(inputs: EvaluationInputs, context: Context) -> dict | None:
     path = inputs.paths.get("train_queries")
     if not path:
         log.warning("no training images' embeddings given (--train-queries): linear probe skipped")
+        return None
+    if not queries_count(path):
+        log.warning("%s holds no image (the training split is empty): linear probe skipped", path)
         return None
     train, train_labels = training_set(path, inputs.paths["report_labels"])
     subsets = draw_label_subsets(train.dicom_id, settings["fractions"], settings["seeds"])
