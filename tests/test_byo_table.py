@@ -59,7 +59,8 @@ def test_a_table_of_real_images_with_plain_notes_runs_to_the_summary(byo_run):
     # plain notes: the whole note is the training text (the table's default, auto), no study without one
     sections = pd.read_parquet(out / "text" / "sections.parquet")
     assert pd.read_parquet(out / "text" / "problems.parquet").empty
-    notes = dict(zip(images.study_id, images.dicom_id.map(dict(zip(pairs.image_id, pairs.report_text))), strict=True))
+    note_of_image = dict(zip(pairs.image_id, pairs.report_text, strict=True))
+    notes = dict(zip(images.study_id, images.dicom_id.map(note_of_image), strict=True))
     assert dict(zip(sections.study_id, sections.train_text, strict=True)) == notes
     assert "--train-section auto" in result.stdout + result.stderr
     summary = pd.read_csv(out / "eval" / "summary.csv")

@@ -723,7 +723,7 @@ def test_image_commands_end_bad_input_in_one_line(tmp_path, tiny_root, capsys):
         ([*args, "--part", "3", "--parts", "2"], "txtrayalign images: error: --part/--parts: need 1 <= part"),
         (["merge-images", "--shards", str(tmp_path / "fake.h5"), "--out-index", str(tmp_path / "i.parquet"),
           "--out-skipped", str(tmp_path / "s.parquet")],
-         f"txtrayalign merge-images: error: {tmp_path / 'fake.h5'}: not an HDF5 image shard"),
+         f"txtrayalign merge-images: error: {tmp_path / 'fake.h5'}: not a readable HDF5 image shard"),
         (["show-image", str(tmp_path / "fake.h5"), "--size", "32", "--out", str(tmp_path / "x.png")],
          f"txtrayalign show-image: error: {tmp_path / 'fake.h5'}"),
     ]

@@ -374,8 +374,8 @@ class TestDeletedAndDamagedFiles:
         (r / "labels" / "reports.parquet").unlink()
         (r / "models" / "exp1" / "best.pt").unlink()
         jobs, logs = pipeline.apply(pipeline.cfg)
-        assert jobs == Counter(label=1, train=1, embed=1, embed_bank=1, evaluate_experiment=2, summarize=1,
-                               evaluate=1)
+        assert jobs == Counter(label=1, train=1, embed=1, embed_bank=1, embed_validation=1, evaluate_experiment=2,
+                               summarize=1, evaluate=1)
         assert "restored from its copy .best.pt" in logs["exp1"] and "starting over" not in logs["exp1"]
         after = snapshot(pipeline)
         assert after["labels/reports.parquet"] == before["labels/reports.parquet"]

@@ -23,8 +23,8 @@ Modules:
 - `cli`: the `evaluate` and `summarize` subcommands.
 - `subgroups`, `fairness`, `prevalence`, `subgroup_inputs`, `subgroup_report`, `subgroup_plots`: for
   whom it fails — figures per patient group with their gaps, rare against common observations.
-- `sweep_summary`, `sweep_cli`: a sweep's selection on validation and its report on test
-  (`txtrayalign sweep-select`, `sweep-report`).
+- `sweep_scoring`, `sweep_summary`, `sweep_cli`: a sweep point's score on validation, the sweep's
+  selection and its report on test (`txtrayalign sweep-select`, `sweep-report`).
 
 Adding an evaluation (a protocol): one module in `txtrayalign/evaluate/protocols/` and one line in
 `protocols.PROTOCOLS` (with its import there). The module defines

@@ -27,6 +27,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from txtrayalign.settings import defaults_of, schema
 
     default = defaults_of(schema()["definitions"]["evaluation"])
+    _input_options(parser)
+    _setting_options(parser, default)
+    parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
+    parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    """The files read."""
     parser.add_argument("--model-dir", required=True, help="trained experiment folder (models/<exp>)")
     parser.add_argument(
         "--images-index", default=None,
@@ -43,6 +52,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="text/sections.parquet (train_text: each query study's report; the report bank's texts)",
     )
     parser.add_argument(
+        "--images-table", default=None, help="optional index/images.parquet: store each query image's view"
+    )
+
+
+def _setting_options(parser: argparse.ArgumentParser, default: dict) -> None:
+    """What is embedded and how: the `evaluation.*` settings' defaults, and the run's own switches."""
+    parser.add_argument(
         "--query-split", default=default["query_split"],
         help=f"split whose images are the queries (evaluation.query_split) [{default['query_split']}]"
     )
@@ -50,9 +66,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--bank-splits",
         default=",".join(default["bank_splits"]),
         help="comma-separated splits whose report sentences form the bank (evaluation.bank_splits)",
-    )
-    parser.add_argument(
-        "--images-table", default=None, help="optional index/images.parquet: store each query image's view"
     )
     parser.add_argument("--no-dedupe", action="store_true", help="keep repeated sentence texts in the bank")
     parser.add_argument(
@@ -81,9 +94,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-empty", action="store_true",
                         help="with --out-queries: a query split without images writes an empty file (logged) "
                         "instead of failing; for the auxiliary splits (validate, train) whose readers then do without")
-    parser.add_argument("--out-queries", default=None, help="output embeddings/<exp>/queries.h5 (the queries)")
-    parser.add_argument("--out-bank", default=None, help="output embeddings/<exp>/bank.h5 (the banks)")
-    parser.add_argument("--log", default=None, help="also write the log to this file")
 
 
 def _device(name: str):
