@@ -1,7 +1,7 @@
 """Rerun semantics a user can trust, proven on the real workflow with a tiny demo configuration.
 
 One full run builds everything once per test process (the `base` fixture); it is never changed. The
-tests come in two groups, each working on its own faithful copy of it (outputs, `.snakemake/`
+tests come in groups, each working on its own faithful copy of it (outputs, `.snakemake/`
 metadata and mtimes; a dry run on the copy plans nothing), so that pytest-xdist can run the groups
 side by side. The dry-run tests ask Snakemake what a change would rerun. The scenario tests then make
 each change for real, in order, on their group's copy, and check both which jobs ran and what they
@@ -231,13 +231,21 @@ def test_train_section_retrains_on_the_new_text(pipeline):
         assert after[exp]["best_bytes"] != before[exp]["best_bytes"]
 
 
-def test_image_size_retrains_on_the_new_images(pipeline):
-    before = snapshot(pipeline)
-    changed = copy.deepcopy(pipeline.cfg)
-    changed["images"]["size"] = 40
-    jobs, logs = pipeline.apply(changed)
-    assert jobs == Counter(images=10, merge_images=1) + DOWNSTREAM_OF_TRAIN
-    assert_model_retrained(before, snapshot(pipeline), logs, "the inputs differ (images)")
+class TestImageChange:
+    """Its own xdist work unit on its own copy: the longest scenario beside the text one, not after it."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
+        return copy_of(base, tmp_path_factory.mktemp("rerun-images") / "work")
+
+    def test_image_size_retrains_on_the_new_images(self, pipeline):
+        before = snapshot(pipeline)
+        changed = copy.deepcopy(pipeline.cfg)
+        changed["images"]["size"] = 40
+        jobs, logs = pipeline.apply(changed)
+        assert jobs == Counter(images=10, merge_images=1) + DOWNSTREAM_OF_TRAIN
+        assert_model_retrained(before, snapshot(pipeline), logs, "the inputs differ (images)")
 
 
 class TestSplitAndCodeChanges:
