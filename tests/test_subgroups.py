@@ -285,3 +285,60 @@ def test_the_protocol_inside_evaluate(tmp_path):
     written = protocol.figures(result, tmp_path, "exp")
     assert [p.name for p in written] == ["subgroups.png", "prevalence.png", "subgroups.csv"]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_cluster_resamples_draw_patients_whole():
+    """Every query counts as often as its patient was drawn; one patient per query is the study law."""
+    from txtrayalign.evaluate.bootstrap import resample_cluster_counts
+
+    subject = np.array([7, 7, 3, 9, 9, 9, 3, 11])
+    counts = resample_cluster_counts(subject, 200, [4, 2])
+    for s in np.unique(subject):
+        same = counts[:, subject == s]
+        assert (same == same[:, :1]).all()
+    first_study = np.unique(subject, return_index=True)[1]
+    assert (counts[:, first_study].sum(axis=1) == 4).all()  # 4 patients drawn per resample
+    assert np.array_equal(resample_cluster_counts(np.arange(8), 200, [4, 2]), resample_counts(8, 200, [4, 2]))
+
+
+def test_a_patients_studies_resample_together():
+    """Nothing planted, but each patient's 5 studies alike (as a patient's studies resemble each other):
+    drawing studies one by one counts 5 copies as 5 independent queries, and the gaps exclude 0 on the
+    worse side far beyond the one-sided 2.5%; drawing patients (the protocol's resamples) keeps to it."""
+    from txtrayalign.evaluate.bootstrap import resample_cluster_counts
+
+    metrics = ("auroc_mean", "f1@1", "underdiagnosis_zeroshot")
+    worse = {"studies": 0, "patients": 0}
+    trials = 0
+    for seed in range(6):
+        rng = np.random.default_rng(300 + seed)
+        n_patients, per = 80, 5
+        patients = _patients(rng, n_patients).assign(subject_id=np.arange(n_patients))
+        patients = patients.loc[np.repeat(np.arange(n_patients), per)].reset_index(drop=True)
+        data = [np.repeat(a, per, axis=0) for a in _data(rng, n_patients)]
+        n = n_patients * per
+        for name, counts in (("studies", resample_counts(n, 300, [seed, 3])),
+                             ("patients", resample_cluster_counts(patients["subject_id"].to_numpy(), 300, [seed, 3]))):
+            result = subgroup_evaluation(patients, data[0], data[1], [1], 1, counts,
+                                         {**SETTINGS, "intersections": []}, data[2], data[3])
+            entries = [(m, g["metrics"][m]) for g in result["groups"] if not g["suppressed"] for m in metrics
+                       if g["metrics"].get(m, {}).get("gap") is not None]
+            worse[name] += sum(e["excludes_zero"] and not e["better"] and (e["gap"] > 0) == m.startswith("underdiagnosis")
+                               for m, e in entries)
+            trials += len(entries) if name == "studies" else 0
+    rate, se = 0.025, np.sqrt(0.025 * 0.975 / trials)
+    assert trials > 100
+    assert worse["patients"] / trials <= rate + 3 * se
+    assert worse["studies"] / trials > rate + 3 * se  # the flaw the patient draw removes
+
+
+def test_queries_without_a_known_patient_are_drawn_on_their_own():
+    from types import SimpleNamespace
+
+    from txtrayalign.evaluate.protocols.subgroups import patient_counts
+
+    patients = pd.DataFrame({"subject_id": [5.0, 5.0, -1.0, -1.0, 8.0]})
+    counts = patient_counts(patients, SimpleNamespace(counts=np.ones((400, 5)), seed=0))
+    assert counts.shape == (400, 5) and (counts[:, 0] == counts[:, 1]).all()
+    assert not (counts[:, 2] == counts[:, 3]).all()  # two unknown patients, not one
+    assert patient_counts(patients, SimpleNamespace(counts=None, seed=0)) is None

@@ -32,6 +32,19 @@ def resample_counts(n: int, n_boot: int, seed: int | Sequence[int]) -> np.ndarra
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
 
 
+def resample_cluster_counts(clusters: np.ndarray, n_boot: int, seed: int | Sequence[int]) -> np.ndarray:
+    """(n_boot, n) float64 matrix for queries grouped in clusters (a patient's studies): each resample
+    draws the clusters with replacement and every query counts as often as its cluster was drawn.
+
+    Studies of one patient share the patient's anatomy and history, so their outcomes go together;
+    resampling them one by one treats them as independent and makes intervals of patient groups too
+    narrow. `clusters`: one label per query; a label of its own per query gives `resample_counts`' law.
+    """
+    _, cluster_of_query = np.unique(np.asarray(clusters), return_inverse=True)
+    drawn = resample_counts(int(cluster_of_query.max()) + 1, n_boot, seed)
+    return drawn[:, cluster_of_query.ravel()]
+
+
 def weighted_sums(per_query: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
     """Sum every per-query array (N,) or (N, C) with each row of `weights` (B, N): returns (B,) or (B, C)."""
     names = list(per_query)

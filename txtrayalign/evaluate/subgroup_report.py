@@ -95,7 +95,9 @@ def section(runs: Sequence[tuple[str, Mapping | None]]) -> str:
     s0 = results[0][1]["settings"]
     out.append(
         "Each group's figure with its 95% bootstrap interval and its gap to the rest (every other query), the "
-        "interval of the difference from the same resamples. ▼ flagged: the group is worse beyond chance over all "
+        "interval of the difference from the same resamples; a resample draws patients, each with all of its "
+        "studies (a patient's studies are not independent), so the intervals are wider than the headline "
+        "table's, which draws studies. ▼ flagged: the group is worse beyond chance over all "
         "the groups compared on that figure (Bonferroni on the gap's bootstrap z; a 95% interval alone would flag "
         "about 1 in 40 gaps with nothing there), ▲ better likewise. Underdiagnosis: the share of queries with a "
         "finding called normal (zero-shot: No Finding score at or above its threshold; retrieval: no finding "

@@ -17,11 +17,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from txtrayalign.tables import read_table
 
-from ..context import Context
+from ..bootstrap import resample_cluster_counts
+from ..context import Context, stream_seed
 from ..fairness import subgroup_evaluation
 from ..inputs import EvaluationInputs
 from ..subgroup_inputs import prevalence_from, query_patients, subgroup_settings
@@ -42,6 +44,18 @@ def _zeroshot(inputs: EvaluationInputs, context: Context, queries):
     settings = context.evaluation["zeroshot"]
     scores = pair_scores(queries.embeddings.astype("float32"), inputs.prompts.embeddings)
     return scores, binary_targets(queries.labels, settings["uncertain"], settings["blank"])
+
+
+def patient_counts(patients: pd.DataFrame, context: Context):
+    """The resamples of the subgroup figures: patients drawn with replacement, each with all its query
+    studies (a query without a known patient is its own). Groups are sets of patients, so intervals
+    and gaps must count the patients' spread, not the studies' (a patient's studies go together)."""
+    if context.counts is None:
+        return None
+    subject = patients["subject_id"].to_numpy()
+    known = subject != -1
+    clusters = np.where(known, subject.astype(str), np.char.add("query-", np.arange(len(subject)).astype(str)))
+    return resample_cluster_counts(clusters, context.counts.shape[0], stream_seed(context.seed, "subgroups"))
 
 
 def run(inputs: EvaluationInputs, context: Context) -> dict | None:
@@ -68,7 +82,7 @@ def run(inputs: EvaluationInputs, context: Context) -> dict | None:
     model = context.sentence_retrieval["model"]
     result = subgroup_evaluation(
         patients, queries.labels, model.retrieved_labels(context.ks[-1]), context.ks, context.summary_k,
-        context.counts, settings, *(zeroshot or (None, None)), validation=validation, prevalence=prevalence,
+        patient_counts(patients, context), settings, *(zeroshot or (None, None)), validation=validation, prevalence=prevalence,
         predicted=model.predicted.get(context.summary_k),
     )
     result["demographics"] = record
