@@ -205,6 +205,30 @@ def test_selection_takes_the_best_mean_over_seeds(tmp_path):
     assert select_setting(tied, metrics_by_experiment([str(p) for p in paths_tied]))["chosen"] == "lr__batch_size-32__lr_image-0.001"
 
 
+def test_validation_scoring_takes_the_queries_own_sentences_out_of_the_bank():
+    """A validation query must not find its own report's sentences (a test query never can): texts only
+    the query studies wrote leave the bank; shared texts stay, counted over the other studies."""
+    import numpy as np
+
+    from txtrayalign.evaluate.inputs import SentenceBank
+    from txtrayalign.evaluate.sweep_scoring import bank_without_query_studies
+
+    sentences = pd.DataFrame({
+        "study_id": [1, 1, 2, 3, 3, 4],
+        "split": ["validate", "validate", "train", "train", "validate", "test"],
+        "sentence": ["Only the query's own.", "No effusion.", "No effusion.", "Small effusion.", "Other validation.",
+                     "Only the query's own."],
+    }).astype({"sentence": "string", "split": "string"})
+    texts = np.array(["Only the query's own.", "No effusion.", "Small effusion.", "Other validation."], dtype=object)
+    bank = SentenceBank(embeddings=np.eye(4, dtype=np.float32), sentence_id=np.arange(4), texts=texts,
+                        labels=np.zeros((4, 14), np.float32), text_count=np.array([1, 2, 1, 1]),
+                        labelled_by="chexpert", path="bank.h5")
+    out = bank_without_query_studies(bank, sentences, np.array([1]), ["train", "validate"])
+    assert list(out.texts) == ["No effusion.", "Small effusion.", "Other validation."]  # the test study's copy does not count
+    assert list(out.text_count) == [1, 1, 1] and list(out.sentence_id) == [1, 2, 3]
+    assert np.array_equal(out.embeddings, np.eye(4, dtype=np.float32)[1:])
+
+
 def test_sensitivity_table_per_key(tmp_path):
     sweep, paths = small_sweep(tmp_path)
     table = pd.DataFrame(select_setting(sweep, metrics_by_experiment([str(p) for p in paths]))["settings"])

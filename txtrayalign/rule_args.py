@@ -62,10 +62,13 @@ def evaluation_settings(evaluation: dict, labels: dict, summary: dict) -> str:
 
 def headline_settings(evaluation: dict, labels: dict, summary: dict) -> str:
     """`--settings` of a scoring with the sentence-level retrieval metrics only (sweep validation):
-    every protocol with an `enabled` switch off, no gallery."""
+    every protocol with an `enabled` switch off, no gallery; `bank_splits` kept (the scoring takes the
+    validation queries' own sentences out of the bank)."""
     off = {key: {**value, "enabled": False} for key, value in evaluation.items()
            if isinstance(value, dict) and "enabled" in value}
-    return evaluation_settings({**evaluation, **off, "gallery": 0}, labels, summary)
+    settings = json.loads(evaluation_settings({**evaluation, **off, "gallery": 0}, labels, summary))
+    settings["evaluation"]["bank_splits"] = list(evaluation["bank_splits"])  # the scoring's bank, less the queries'
+    return json.dumps(settings, sort_keys=True)
 
 
 def official_labels_option(dataset: dict, data_root: str | Path) -> str:
