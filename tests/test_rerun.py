@@ -153,6 +153,18 @@ def pipeline(base, tmp_path_factory) -> Pipeline:
     return copy_of(base, tmp_path_factory.mktemp("rerun") / "work")
 
 
+def own_copy(name: str):
+    """A group's `pipeline` fixture: its own copy of the base run, for the group's tests in order (a
+    class is its own pytest-xdist work unit, so groups run side by side)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
+        return copy_of(base, tmp_path_factory.mktemp(name) / "work")
+
+    return pipeline
+
+
 # ------------------------------------------------------------------ what a change would rerun (dry runs)
 
 
@@ -234,10 +246,7 @@ def test_train_section_retrains_on_the_new_text(pipeline):
 class TestImageChange:
     """Its own xdist work unit on its own copy: the longest scenario beside the text one, not after it."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
-        return copy_of(base, tmp_path_factory.mktemp("rerun-images") / "work")
+    pipeline = own_copy("rerun-images")
 
     def test_image_size_retrains_on_the_new_images(self, pipeline):
         before = snapshot(pipeline)
@@ -251,10 +260,7 @@ class TestImageChange:
 class TestSplitAndCodeChanges:
     """The second group (its own xdist work unit): its own copy of the base run, changed in this order."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
-        return copy_of(base, tmp_path_factory.mktemp("rerun-code") / "work")
+    pipeline = own_copy("rerun-code")
 
     def test_subset_fraction_retrains_on_fewer_patients(self, pipeline):
         before = snapshot(pipeline)
@@ -327,10 +333,7 @@ class TestDeletedAndDamagedFiles:
     Snakemake after a failed job is rebuilt by the same command (before: "Nothing to be done" under the
     existing summary), and a damaged one is named by the job that reads it, then healed."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def pipeline(cls, base, tmp_path_factory) -> Pipeline:
-        return copy_of(base, tmp_path_factory.mktemp("rerun-damage") / "work")
+    pipeline = own_copy("rerun-damage")
 
     @pytest.mark.parametrize("name, planned", [
         ("eval/exp0/metrics.json", Counter(evaluate_experiment=1)),
