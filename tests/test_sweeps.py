@@ -268,8 +268,8 @@ SHARED_STAGES = ("synth", "index_dataset", "sections", "label", "split", "merge_
 
 
 def sweep_run_config(folder: Path, lr_values=(0.001, 0.002, 0.004), batch_sizes=(8, 16), seeds=(0, 1, 2)) -> Path:
-    """The tiny workflow configuration with no experiment but a sweep: by default the issue's 3 (lr) x 2
-    (batch) x 3 (seeds); the end-to-end run takes a 2 x 1 x 2 one (each point costs three jobs)."""
+    """The tiny workflow configuration with no experiment but a sweep, by default the issue's 3 (lr) x 2
+    (batch) x 3 (seeds)."""
     from workflow_helpers import tiny_config, write_config
 
     cfg = tiny_config(experiments=0, studies=80)
@@ -300,11 +300,12 @@ def test_dry_run_plans_one_job_per_shared_stage_and_one_training_per_point(tmp_p
 @pytest.mark.workflow
 @pytest.mark.slow
 class TestSweepRun:
-    """The sweep run end to end once (2 lr x 1 batch size x 2 seeds: the 3 x 2 x 3 grid's 54 jobs took
-    12 minutes of the suite; its plan is checked by the dry run above); the checks read its outputs and
-    dry-run changes against it."""
+    """The issue's 3 x 2 x 3 sweep end to end once on the tiny twin (18 points, three jobs each: about
+    ten minutes of one pytest-xdist worker on 2 cores); the checks read its outputs and dry-run changes
+    against it."""
 
-    RUN = {"lr_values": (0.001, 0.004), "batch_sizes": (8,), "seeds": (0, 1)}
+    RUN = {"lr_values": (0.001, 0.002, 0.004), "batch_sizes": (8, 16), "seeds": (0, 1, 2)}
+    SETTINGS = len(RUN["lr_values"]) * len(RUN["batch_sizes"])
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -313,7 +314,7 @@ class TestSweepRun:
 
         folder = tmp_path_factory.mktemp("sweep")
         config = sweep_run_config(folder, **cls.RUN)
-        result = snakemake(folder, "--cores", "2", config=config, timeout=1200)
+        result = snakemake(folder, "--cores", "2", config=config, timeout=2400)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
         return folder, config, result
 
@@ -321,12 +322,13 @@ class TestSweepRun:
         folder, _, _ = run
         results = folder / "results" / "tiny"
         selection = json.loads((results / "sweeps" / "lr" / "selection.json").read_text())
-        assert selection["split"] == "validate" and len(selection["points"]) == 4
+        seeds = self.RUN["seeds"]
+        assert selection["split"] == "validate" and len(selection["points"]) == self.SETTINGS * len(seeds)
         means = pd.DataFrame(selection["points"]).groupby("setting")["value"].mean()
-        assert len(means) == 2 and selection["chosen"] == means.idxmax()
+        assert len(means) == self.SETTINGS and selection["chosen"] == means.idxmax()
         best = selection["chosen"]
         tested = sorted(p.parent.name for p in (results / "eval").glob("*/metrics.json"))
-        assert tested == sorted(f"{best}__seed-{s}" for s in (0, 1))  # test: the chosen setting only
+        assert tested == sorted(f"{best}__seed-{s}" for s in seeds)  # test: the chosen setting only
         summary = pd.read_csv(results / "sweeps" / "lr" / "summary.csv")
         assert set(summary.loc[summary["split"] == "test", "setting"]) == {best}
         md = (results / "sweeps" / "lr" / "summary.md").read_text()
@@ -360,8 +362,9 @@ class TestSweepRun:
         folder, config, _ = run
         again = snakemake(folder, "-n", "--cores", "2", config=config, timeout=300)
         assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
-        changed = sweep_run_config(tmp_path, **{**self.RUN, "lr_values": (0.001, 0.008)})
+        changed = sweep_run_config(tmp_path, **{**self.RUN, "lr_values": (*self.RUN["lr_values"][:-1], 0.008)})
         jobs = planned_jobs(snakemake(folder, "-n", "--cores", "2", config=changed, timeout=300))
-        assert jobs["train"] == jobs["embed_validation"] == 2  # lr 0.008 x 1 batch size x 2 seeds
+        # only the new value's points: lr 0.008 x every batch size x every seed
+        assert jobs["train"] == jobs["embed_validation"] == len(self.RUN["batch_sizes"]) * len(self.RUN["seeds"])
         assert not any(jobs[stage] for stage in (*SHARED_STAGES, "images")), jobs
         assert jobs["select_setting"] == 1
