@@ -87,3 +87,21 @@ def test_observation_with_one_class_is_not_fitted() -> None:
     assert entry["value"] is None and entry["n_seeds"] == 0
     fitted = [got["fractions"]["1"]["auroc"][o]["value"] for o in OBSERVATIONS if o != OBSERVATIONS[3]]
     assert got["fractions"]["1"]["mean"]["value"] == pytest.approx(np.mean(fitted))
+
+
+def test_resamples_without_both_classes_are_left_out_and_counted() -> None:
+    """A test observation with 2 positives: many resamples draw neither, have no AUROC, and are kept out
+    of its interval and of the mean's, with their count (as the zero-shot protocol does)."""
+    x, labels = synthetic(300)
+    test_x, test_labels = synthetic(60, seed=5)
+    test_labels[:, 4] = 0.0
+    test_labels[:2, 4] = 1.0
+    subsets = linear_probe.draw_label_subsets([str(i) for i in range(300)], (1.0,), (0,))
+    got = linear_probe.linear_probe_evaluation(x, [str(i) for i in range(300)], labels, test_x, test_labels,
+                                               subsets, counts=resample_counts(60, 400, 7))["fractions"]["1"]
+    rare = got["auroc"][OBSERVATIONS[4]]
+    expected = 400 * (58 / 60) ** 60  # P(a resample draws neither positive) = (1 - 2/60)^60, about 0.13
+    assert 0.5 * expected < rare["resamples_left_out"] < 1.5 * expected
+    assert got["mean"]["resamples_left_out"] == rare["resamples_left_out"]  # those resamples have no mean
+    assert got["auroc"][OBSERVATIONS[0]]["resamples_left_out"] == 0
+    assert rare["ci_low"] is not None and rare["ci_low"] <= rare["ci_high"]

@@ -128,9 +128,12 @@ def seed_aurocs(scores: np.ndarray, targets: np.ndarray, counts: np.ndarray | No
 
 
 def _entry(value: float, boot: np.ndarray | None, alpha: float) -> dict:
+    """The value and its interval; resamples in which an observation lacks a class have no AUROC: they
+    are left out of the interval (and of a mean's) and counted, as in the zero-shot protocol."""
     entry = {"value": None if np.isnan(value) else float(value), "ci_low": None, "ci_high": None}
     if boot is not None and boot.size and not np.isnan(value):
         entry["ci_low"], entry["ci_high"] = percentile_interval(boot, alpha)
+        entry["resamples_left_out"] = int(np.isnan(boot).sum())
     return entry
 
 
