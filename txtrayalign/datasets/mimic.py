@@ -192,46 +192,9 @@ def build(root: Path, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     images, source = _images_from_tables(root, exts[0], problems)
     if images is None:
         log.info("no image table in %s: using the %d %s files found on disk", root, len(disk_images), fmt)
-        rows = []
-        for rel in progress(disk_images, desc="index files", unit="file"):
-            ids = ids_from_path(rel)
-            if ids is None:
-                problems.append(
-                    problem(
-                        "unrecognised_path",
-                        rel,
-                        None,
-                        None,
-                        "",
-                        "path does not follow files/pXX/p<subject>/s<study>/<file>",
-                    )
-                )
-                continue
-            rows.append((ids[2], ids[0], ids[1], rel))
-        images = pd.DataFrame(rows, columns=["dicom_id", "subject_id", "study_id", "path"])
-        images = images.astype({"subject_id": "int64", "study_id": "int64"})
-        source = f"{root}/files"
+        images, source = _images_from_paths(disk_images, problems), f"{root}/files"
     else:
-        on_disk = set(disk_images)
-        in_table = set(images["path"])
-        present = images["path"].isin(on_disk).to_numpy()
-        for row in images.loc[~present].drop_duplicates().itertuples(index=False):
-            problems.append(
-                problem(
-                    "missing_file",
-                    row.path,
-                    row.subject_id,
-                    row.study_id,
-                    row.dicom_id,
-                    f"listed in {source} but absent on disk",
-                )
-            )
-        for rel in sorted(on_disk - in_table):
-            ids = ids_from_path(rel) or (None, None, os.path.splitext(os.path.basename(rel))[0])
-            problems.append(
-                problem("not_in_table", rel, ids[0], ids[1], ids[2], f"on disk but not listed in {source}")
-            )
-        images = images.loc[present].reset_index(drop=True)
+        images = _images_on_disk(images, disk_images, source, problems)
 
     bad = conflicting_ids(images, ["subject_id", "study_id", "path"], str(find_table(root, source) or source),
                           "duplicate_dicom_id", problems)
@@ -244,15 +207,7 @@ def build(root: Path, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
             + (f", {other_formats} image file(s) of another format on disk: wrong format?" if other_formats else "")
         )
 
-    metadata = read_mimic_table(root, constants.METADATA, usecols=["dicom_id", "subject_id", "study_id", "ViewPosition"])
-    view: dict[str, str] = {}
-    if metadata is not None:
-        metadata["ViewPosition"] = metadata["ViewPosition"].str.strip()
-        bad = conflicting_ids(metadata, ["ViewPosition"], str(find_table(root, constants.METADATA)),
-                              "conflicting_view", problems)
-        view = dict(zip(metadata.dicom_id, metadata.ViewPosition, strict=True))
-        view.update(dict.fromkeys(bad, ""))
-    images["view"] = [view.get(d, "") for d in images["dicom_id"]]
+    images["view"] = _views(root, images["dicom_id"], problems)
 
     images["split"] = _assign_splits(root, images, problems)
     images = images[images["split"] != ""].reset_index(drop=True)
@@ -266,6 +221,46 @@ def build(root: Path, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
 
     studies = _build_studies(root, images, disk_reports, problems)
     return images, studies, problems_frame(problems)
+
+
+def _images_from_paths(disk_images: list[str], problems: list[dict]) -> pd.DataFrame:
+    """Images read from MIMIC's path layout alone (no image table); other paths are problem rows."""
+    rows = []
+    for rel in progress(disk_images, desc="index files", unit="file"):
+        ids = ids_from_path(rel)
+        if ids is None:
+            problems.append(problem("unrecognised_path", rel, None, None, "",
+                                    "path does not follow files/pXX/p<subject>/s<study>/<file>"))
+            continue
+        rows.append((ids[2], ids[0], ids[1], rel))
+    images = pd.DataFrame(rows, columns=["dicom_id", "subject_id", "study_id", "path"])
+    return images.astype({"subject_id": "int64", "study_id": "int64"})
+
+
+def _images_on_disk(images: pd.DataFrame, disk_images: list[str], source: str, problems: list[dict]) -> pd.DataFrame:
+    """The table's images whose file exists; listed-but-absent and present-but-unlisted files are problem rows."""
+    on_disk = set(disk_images)
+    present = images["path"].isin(on_disk).to_numpy()
+    for row in images.loc[~present].drop_duplicates().itertuples(index=False):
+        problems.append(problem("missing_file", row.path, row.subject_id, row.study_id, row.dicom_id,
+                                f"listed in {source} but absent on disk"))
+    for rel in sorted(on_disk - set(images["path"])):
+        ids = ids_from_path(rel) or (None, None, os.path.splitext(os.path.basename(rel))[0])
+        problems.append(problem("not_in_table", rel, ids[0], ids[1], ids[2], f"on disk but not listed in {source}"))
+    return images.loc[present].reset_index(drop=True)
+
+
+def _views(root: Path, dicom_id: pd.Series, problems: list[dict]) -> list[str]:
+    """Each image's ViewPosition from the metadata table ("" where absent or conflicting: a problem row)."""
+    metadata = read_mimic_table(root, constants.METADATA, usecols=["dicom_id", "subject_id", "study_id", "ViewPosition"])
+    view: dict[str, str] = {}
+    if metadata is not None:
+        metadata["ViewPosition"] = metadata["ViewPosition"].str.strip()
+        bad = conflicting_ids(metadata, ["ViewPosition"], str(find_table(root, constants.METADATA)),
+                              "conflicting_view", problems)
+        view = dict(zip(metadata.dicom_id, metadata.ViewPosition, strict=True))
+        view.update(dict.fromkeys(bad, ""))
+    return [view.get(d, "") for d in dicom_id]
 
 
 def _assign_splits(root: Path, images: pd.DataFrame, problems: list[dict]) -> pd.Series:

@@ -119,6 +119,51 @@ def _safe_id(rel: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(rel)[0]).strip("_")
 
 
+def _splits(values: pd.Series, column: str, table_path: Path) -> pd.Series:
+    """The split column's values as split names; an unknown value stops with its row."""
+    split = values.str.lower().map(SPLIT_NAMES)
+    if split.isna().any():
+        row = int(np.flatnonzero(split.isna().to_numpy())[0])
+        raise InputError(f"{table_path}: column {column!r} row {row + 2} has {values.iloc[row]!r}; "
+                         f"expected one of {list(SPLITS)} (or val / valid / validation / dev)")
+    return split
+
+
+def _report_texts(study: pd.Series, text: pd.Series, path, problems: list[dict]) -> tuple[set[int], dict[int, str]]:
+    """Each study's one report text; a study whose rows disagree, or whose text is empty, is left out
+    (a problem row)."""
+    left_out: set[int] = set()
+    texts: dict[int, str] = {}
+    for study_id, values in pd.DataFrame({"study": study, "text": text}).groupby("study", sort=False)["text"]:
+        distinct = values.unique()
+        if len(distinct) > 1:
+            problems.append(problem("conflicting_report", str(path), None, study_id, "",
+                                    f"rows of study {study_id} give {len(distinct)} different report texts; "
+                                    "study left out"))
+            left_out.add(study_id)
+        elif not distinct[0]:
+            problems.append(problem("no_report_text", str(path), None, study_id, "",
+                                    "the report text is empty; study left out"))
+            left_out.add(study_id)
+        else:
+            texts[int(study_id)] = distinct[0].replace("\r\n", "\n")
+    return left_out, texts
+
+
+def _study_labels(df: pd.DataFrame, table_path: Path, study: pd.Series, path, problems: list[dict]) -> pd.DataFrame | None:
+    """The table's own labels, one row per study; a study whose rows disagree is left to the labeller."""
+    labels = read_labels(df, table_path)
+    if labels is None:
+        return None
+    labels.insert(0, "study_id", study)
+    per_study = labels.drop_duplicates()
+    repeated = per_study["study_id"].duplicated(keep=False)
+    for study_id in sorted(set(per_study.loc[repeated, "study_id"])):
+        problems.append(problem("conflicting_labels", str(path), None, study_id, "",
+                                f"rows of study {study_id} give different labels; the labeller labels it"))
+    return per_study.loc[~repeated]
+
+
 def build(root: Path, path: str | os.PathLike, columns: dict[str, str] | None = None) -> Indexed:
     """Index a table of pairs (see the module docstring); `path` is relative to `root` or absolute."""
     root = Path(root)
@@ -138,47 +183,18 @@ def build(root: Path, path: str | os.PathLike, columns: dict[str, str] | None = 
     else:
         study = pd.Series(np.arange(1, len(df) + 1), index=df.index, dtype="int64")
     subject = integer_ids(col["patient_id"], "patient_id", table_path) if "patient_id" in col else study
-    if "split" in col:
-        split = col["split"].str.lower().map(SPLIT_NAMES)
-        if split.isna().any():
-            row = int(np.flatnonzero(split.isna().to_numpy())[0])
-            raise InputError(f"{table_path}: column {roles['split']!r} row {row + 2} has {col['split'].iloc[row]!r}; "
-                             f"expected one of {list(SPLITS)} (or val / valid / validation / dev)")
-    else:
-        split = subject.map(hash_split)
+    split = _splits(col["split"], roles["split"], table_path) if "split" in col else subject.map(hash_split)
     view = col.get("view", pd.Series("", index=df.index))
     image_id = col["image_id"] if "image_id" in col else image.map(_safe_id)
 
     left_out: set[int] = set()
     texts: dict[int, str] = {}
     if "report_text" in col:
-        grouped = pd.DataFrame({"study": study, "text": col["report_text"]}).groupby("study", sort=False)["text"]
-        for study_id, values in grouped:
-            distinct = values.unique()
-            if len(distinct) > 1:
-                problems.append(problem("conflicting_report", str(path), None, study_id, "",
-                                        f"rows of study {study_id} give {len(distinct)} different report texts; "
-                                        "study left out"))
-                left_out.add(study_id)
-            elif not distinct[0]:
-                problems.append(problem("no_report_text", str(path), None, study_id, "",
-                                        "the report text is empty; study left out"))
-                left_out.add(study_id)
-            else:
-                texts[int(study_id)] = distinct[0].replace("\r\n", "\n")
+        left_out, texts = _report_texts(study, col["report_text"], path, problems)
         report = pd.Series("", index=df.index)
     else:
         report = col["report_path"]
-
-    labels = read_labels(df, table_path)
-    if labels is not None:
-        labels.insert(0, "study_id", study)
-        per_study = labels.drop_duplicates()
-        repeated = per_study["study_id"].duplicated(keep=False)
-        for study_id in sorted(set(per_study.loc[repeated, "study_id"])):
-            problems.append(problem("conflicting_labels", str(path), None, study_id, "",
-                                    f"rows of study {study_id} give different labels; the labeller labels it"))
-        labels = per_study.loc[~repeated]
+    labels = _study_labels(df, table_path, study, path, problems)
 
     image_rows, study_rows = [], {}
     for i in range(len(df)):
