@@ -189,29 +189,13 @@ def write_shard(
     written = 0
     results = decode_in_order([str(root / p) for p in rel_paths], settings, workers, chunksize)
     with closing(results), atomic_path(out, suffix=SHARD_TMP_SUFFIX) as tmp, h5py.File(tmp, "w") as h5:
-        images = h5.create_dataset(
-            "images",
-            shape=(total, size, size),
-            maxshape=(None, size, size),
-            dtype=np.uint8,
-            chunks=(1, size, size),
-            compression=None if compression == "none" else compression,
-        )
-        ids = h5.create_dataset(
-            "dicom_id", shape=(total,), maxshape=(None,), dtype=h5py.string_dtype("utf-8")
-        )
+        images, ids = _growable_datasets(h5, total, size, compression)
         for pos, image, kind, message in progress(
             results, desc=f"shard {Path(out).stem}", total=total, unit="img"
         ):
             if image is None:
-                skipped.append(
-                    {
-                        "path": rel_paths[pos],
-                        "dicom_id": dicom_ids[pos],
-                        "error_kind": kind,
-                        "message": message,
-                    }
-                )
+                skipped.append({"path": rel_paths[pos], "dicom_id": dicom_ids[pos], "error_kind": kind,
+                                "message": message})
                 log.warning("skipped %s (%s): %s", rel_paths[pos], kind, message)
                 if len(skipped) > allowed:
                     raise SkippedShareExceeded(
@@ -225,12 +209,20 @@ def write_shard(
             written += 1
         images.resize(written, axis=0)
         ids.resize(written, axis=0)
-        h5.attrs["size"] = size
-        h5.attrs["resize_mode"] = settings.resize_mode
-        h5.attrs["window"] = settings.window
-        h5.attrs["source"] = str(root)
-        h5.attrs["code_version"] = code_version()
+        h5.attrs.update(size=size, resize_mode=settings.resize_mode, window=settings.window, source=str(root),
+                        code_version=code_version())
     return written, pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+
+
+def _growable_datasets(h5, total: int, size: int, compression: str):
+    """The shard's `images` (total, size, size) uint8 and `dicom_id` datasets, preallocated for every
+    row and resizable: the writer shrinks them to the images it stored."""
+    import h5py
+
+    images = h5.create_dataset("images", shape=(total, size, size), maxshape=(None, size, size), dtype=np.uint8,
+                               chunks=(1, size, size), compression=None if compression == "none" else compression)
+    ids = h5.create_dataset("dicom_id", shape=(total,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"))
+    return images, ids
 
 
 # ---------------------------------------------------------------------------------------- merging
